@@ -1,0 +1,199 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options configure the connection to NATS.
+type Options struct {
+	// URLs of an external NATS server or cluster. Empty starts an embedded
+	// server storing JetStream data under DataDir.
+	URLs []string
+	// DataDir holds the embedded server's JetStream store.
+	DataDir string
+	// Replicas is the replication factor of streams and KV buckets (1 for
+	// the embedded server, 3 on a cluster).
+	Replicas int
+	// SyncInterval is how often the embedded server fsyncs JetStream files;
+	// 0 fsyncs after every write. See docs/configuration.md.
+	SyncInterval time.Duration
+	// CredsFile, NKeyFile: NATS user credentials for an external server.
+	CredsFile string
+	NKeyFile  string
+	// Name identifies this connection in NATS monitoring.
+	Name   string
+	Logger *slog.Logger
+}
+
+// Bus is a live connection to NATS JetStream.
+type Bus struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	server *server.Server
+	opts   Options
+}
+
+// Open starts the embedded server if no URL is given, connects and makes sure
+// every stream exists.
+func Open(ctx context.Context, o Options) (*Bus, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Name == "" {
+		o.Name = "samdrift"
+	}
+	b := &Bus{opts: o}
+	copts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				o.Logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { o.Logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	var url string
+	if len(o.URLs) == 0 {
+		s, err := startEmbedded(o)
+		if err != nil {
+			return nil, err
+		}
+		b.server = s
+		copts = append(copts, nats.InProcessServer(s))
+	} else {
+		for i, u := range o.URLs {
+			if i > 0 {
+				url += ","
+			}
+			url += u
+		}
+		if o.CredsFile != "" {
+			copts = append(copts, nats.UserCredentials(o.CredsFile))
+		}
+		if o.NKeyFile != "" {
+			opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("nats nkey: %w", err)
+			}
+			copts = append(copts, opt)
+		}
+		copts = append(copts, nats.RetryOnFailedConnect(true))
+	}
+	nc, err := nats.Connect(url, copts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	b.NC = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	b.JS = js
+	if err := b.ensureStreams(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startEmbedded(o Options) (*server.Server, error) {
+	sopts := &server.Options{
+		ServerName:         "samdrift-embedded",
+		DontListen:         true,
+		JetStream:          true,
+		StoreDir:           filepath.Join(o.DataDir, "nats"),
+		MaxPayload:         8 << 20,
+		SyncInterval:       o.SyncInterval,
+		SyncAlways:         o.SyncInterval == 0,
+		NoSigs:             true,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	if o.SyncInterval < 0 {
+		sopts.SyncInterval, sopts.SyncAlways = 0, false // NATS default (2m)
+	}
+	s, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded nats did not become ready within 30s")
+	}
+	return s, nil
+}
+
+// StreamConfigs are the streams Samdrift uses.
+func (b *Bus) StreamConfigs() []jetstream.StreamConfig {
+	r := b.opts.Replicas
+	return []jetstream.StreamConfig{
+		{
+			// Work queue: a batch leaves INGEST once a router has republished it.
+			Name: StreamIngest, Subjects: []string{"ingest.>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Replicas: r, Duplicates: 2 * time.Minute, MaxAge: 7 * 24 * time.Hour,
+		},
+		{
+			Name: StreamMetrics, Subjects: []string{"agency.*.metrics"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			Replicas: r, Duplicates: 2 * time.Minute, MaxAge: 24 * time.Hour,
+		},
+		{
+			Name: StreamAlerts, Subjects: []string{"agency.*.alerts"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			Replicas: r, Duplicates: 2 * time.Minute, MaxAge: 7 * 24 * time.Hour,
+		},
+		{
+			Name: StreamEvents, Subjects: []string{"agency.*.events"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			Replicas: r, Duplicates: 2 * time.Minute, MaxAge: 7 * 24 * time.Hour,
+		},
+	}
+}
+
+func (b *Bus) ensureStreams(ctx context.Context) error {
+	for _, cfg := range b.StreamConfigs() {
+		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Replicas is the configured replication factor.
+func (b *Bus) Replicas() int { return b.opts.Replicas }
+
+// Embedded reports whether this bus runs its own in-process server.
+func (b *Bus) Embedded() bool { return b.server != nil }
+
+// Close drains the connection and stops the embedded server, if any.
+func (b *Bus) Close() {
+	if b.NC != nil {
+		_ = b.NC.Drain()
+		deadline := time.Now().Add(5 * time.Second)
+		for !b.NC.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.NC.Close()
+	}
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+}

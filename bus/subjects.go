@@ -1,0 +1,59 @@
+package bus
+
+import (
+	"strings"
+)
+
+// Kinds of message on the bus.
+const (
+	KindMetrics = "metrics"
+	KindAlerts  = "alerts"
+	KindEvents  = "events"
+)
+
+// Stream names.
+const (
+	StreamIngest  = "INGEST"
+	StreamMetrics = "METRICS"
+	StreamAlerts  = "ALERTS"
+	StreamEvents  = "EVENTS"
+)
+
+// Source kinds, the first token of a source.
+const (
+	SourceScrape = "scrape"
+	SourcePush   = "push"
+)
+
+// IngestSubject is the subject a collector publishes a batch on.
+func IngestSubject(kind string, source ...string) string {
+	return "ingest." + kind + "." + strings.Join(source, ".")
+}
+
+// ParseIngestSubject splits an ingest subject into kind and source tokens.
+func ParseIngestSubject(subject string) (kind string, source []string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) < 4 || parts[0] != "ingest" {
+		return "", nil, false
+	}
+	return parts[1], parts[2:], true
+}
+
+// AgencySubject is the subject the router republishes an agency's batch on.
+func AgencySubject(agency, kind string) string {
+	return "agency." + agency + "." + kind
+}
+
+// ParseAgencySubject returns the agency and kind of an agency subject.
+func ParseAgencySubject(subject string) (agency, kind string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 3 || parts[0] != "agency" {
+		return "", "", false
+	}
+	return parts[1], parts[2], true
+}
+
+// ValidToken reports whether s can be used as one subject token.
+func ValidToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ". *>\t\r\n")
+}

@@ -1,0 +1,252 @@
+package catalogue
+
+import (
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+)
+
+// Phase is an agency's lifecycle phase.
+type Phase string
+
+// The phases an agency moves through.
+const (
+	PhasePlan  Phase = "plan"
+	PhaseBuild Phase = "build"
+	PhaseRun   Phase = "run"
+)
+
+// AcceptsData reports whether data for an agency in this phase is collected
+// and stored. Plan-phase agencies are catalogue entries only.
+func (p Phase) AcceptsData() bool { return p == PhaseBuild || p == PhaseRun }
+
+// Catalogue is the parsed and validated agency catalogue.
+type Catalogue struct {
+	Provider    Provider      `yaml:"provider"`
+	Roles       Roles         `yaml:"roles"`
+	Defaults    Defaults      `yaml:"defaults"`
+	Agencies    []*Agency     `yaml:"agencies"`
+	Ticketing   Ticketing     `yaml:"ticketing"`
+	Grafana     Grafana       `yaml:"grafana"`
+	RemoteWrite []RemoteWrite `yaml:"remote_write"`
+
+	file     string
+	location *time.Location
+	byID     map[string]*Agency
+	byHash   map[[32]byte]Identity
+	byCred   map[string]Identity
+}
+
+// Provider describes the IT shared-services provider running Samdrift.
+type Provider struct {
+	Name     string `yaml:"name"`
+	Timezone string `yaml:"timezone"`
+}
+
+// Roles holds the provider's own credentials.
+type Roles struct {
+	Ops   RoleConfig `yaml:"ops"`
+	Admin RoleConfig `yaml:"admin"`
+}
+
+// RoleConfig is a provider role with its credentials.
+type RoleConfig struct {
+	Credentials []Credential `yaml:"credentials"`
+}
+
+// Credential binds a bearer token (stored only as its SHA-256) to a name.
+type Credential struct {
+	Name        string `yaml:"name"`
+	TokenSHA256 string `yaml:"token_sha256"`
+}
+
+// Defaults apply to every agency unless the agency overrides them.
+type Defaults struct {
+	ScrapeInterval     model.Duration `yaml:"scrape_interval"`
+	ScrapeTimeout      model.Duration `yaml:"scrape_timeout"`
+	EvaluationInterval model.Duration `yaml:"evaluation_interval"`
+	Retention          model.Duration `yaml:"retention"`
+	Limits             LimitsConfig   `yaml:"limits"`
+}
+
+// LimitsConfig is the catalogue form of per-agency limits; unset fields
+// inherit. Names follow Grafana Mimir's per-tenant limits.
+type LimitsConfig struct {
+	IngestionRate          *float64 `yaml:"ingestion_rate"`
+	IngestionBurstSize     *int     `yaml:"ingestion_burst_size"`
+	MaxGlobalSeriesPerUser *int     `yaml:"max_global_series_per_user"`
+	MaxLabelNamesPerSeries *int     `yaml:"max_label_names_per_series"`
+	MaxLabelValueLength    *int     `yaml:"max_label_value_length"`
+	MaxSamplesPerRequest   *int     `yaml:"max_samples_per_request"`
+}
+
+// Limits are the effective limits of one agency.
+type Limits struct {
+	IngestionRate          float64
+	IngestionBurstSize     int
+	MaxGlobalSeriesPerUser int
+	MaxLabelNamesPerSeries int
+	MaxLabelValueLength    int
+	MaxSamplesPerRequest   int
+}
+
+// DefaultLimits are used where neither defaults.limits nor the agency sets a value.
+var DefaultLimits = Limits{
+	IngestionRate:          10000,
+	IngestionBurstSize:     200000,
+	MaxGlobalSeriesPerUser: 150000,
+	MaxLabelNamesPerSeries: 30,
+	MaxLabelValueLength:    2048,
+	MaxSamplesPerRequest:   100000,
+}
+
+// Agency is one customer agency (a tenant).
+type Agency struct {
+	ID             string            `yaml:"id"`
+	Name           string            `yaml:"name"`
+	Phase          Phase             `yaml:"phase"`
+	Timezone       string            `yaml:"timezone"`
+	Remedy         Remedy            `yaml:"remedy"`
+	Credentials    []Credential      `yaml:"credentials"`
+	Limits         LimitsConfig      `yaml:"limits"`
+	Retention      model.Duration    `yaml:"retention"`
+	Services       []*Service        `yaml:"services"`
+	Maintenance    []Maintenance     `yaml:"maintenance"`
+	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
+	RuleFiles      []string          `yaml:"rule_files"`
+
+	limits   Limits
+	location *time.Location
+}
+
+// Remedy maps an agency to its Remedy multi-tenancy company and support group.
+type Remedy struct {
+	Company             string `yaml:"company"`
+	SupportCompany      string `yaml:"support_company"`
+	SupportOrganization string `yaml:"support_organization"`
+	AssignedGroup       string `yaml:"assigned_group"`
+}
+
+// Service is one monitored service of an agency.
+type Service struct {
+	ID     string   `yaml:"id"`
+	Name   string   `yaml:"name"`
+	Tier   string   `yaml:"tier"`
+	SLA    *SLA     `yaml:"sla"`
+	Scrape []Scrape `yaml:"scrape"`
+	Probes []Probe  `yaml:"probes"`
+	Remedy *Remedy  `yaml:"remedy"`
+}
+
+// SLA is a service's availability objective.
+type SLA struct {
+	Availability float64        `yaml:"availability"`
+	ServiceHours string         `yaml:"service_hours"`
+	For          model.Duration `yaml:"for"`
+}
+
+// Scrape is one set of scrape targets of a service.
+type Scrape struct {
+	JobName        string         `yaml:"job_name"`
+	Targets        []string       `yaml:"targets"`
+	MetricsPath    string         `yaml:"metrics_path"`
+	Scheme         string         `yaml:"scheme"`
+	ScrapeInterval model.Duration `yaml:"scrape_interval"`
+	ScrapeTimeout  model.Duration `yaml:"scrape_timeout"`
+}
+
+// Probe is one availability probe of a service (HTTP, TCP or DNS).
+type Probe struct {
+	HTTP         string         `yaml:"http"`
+	TCP          string         `yaml:"tcp"`
+	DNS          string         `yaml:"dns"`
+	QueryName    string         `yaml:"query_name"`
+	ExpectStatus []int          `yaml:"expect_status"`
+	ExpectBody   string         `yaml:"expect_body"`
+	Interval     model.Duration `yaml:"interval"`
+	Timeout      model.Duration `yaml:"timeout"`
+}
+
+// Maintenance is a planned maintenance window, one-off or recurring.
+type Maintenance struct {
+	Name     string    `yaml:"name"`
+	Schedule string    `yaml:"schedule"`
+	Start    time.Time `yaml:"start"`
+	End      time.Time `yaml:"end"`
+}
+
+// Ticketing selects and configures the incident backend.
+type Ticketing struct {
+	Backend      string         `yaml:"backend"`
+	ReopenWindow model.Duration `yaml:"reopen_window"`
+	Remedy       RemedyServer   `yaml:"remedy"`
+}
+
+// RemedyServer is how Samdrift reaches the Remedy AR REST API.
+type RemedyServer struct {
+	URL          string `yaml:"url"`
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	FirstName    string `yaml:"first_name"`
+	LastName     string `yaml:"last_name"`
+}
+
+// Grafana is the Grafana instance that `samdrift dashboards provision` manages.
+type Grafana struct {
+	URL           string `yaml:"url"`
+	Username      string `yaml:"username"`
+	PasswordFile  string `yaml:"password_file"`
+	DatasourceURL string `yaml:"datasource_url"`
+}
+
+// RemoteWrite exports every agency's series to a scale-out engine.
+type RemoteWrite struct {
+	URL          string `yaml:"url"`
+	TenantHeader string `yaml:"tenant_header"`
+}
+
+// File is the path the catalogue was loaded from ("" if parsed from bytes).
+func (c *Catalogue) File() string { return c.file }
+
+// Location is the provider's time zone.
+func (c *Catalogue) Location() *time.Location { return c.location }
+
+// Agency returns the agency with the given id, or nil.
+func (c *Catalogue) Agency(id string) *Agency { return c.byID[id] }
+
+// EffectiveLimits returns the agency's limits after defaults are applied.
+func (a *Agency) EffectiveLimits() Limits { return a.limits }
+
+// Location is the agency's time zone (its own, else the provider's).
+func (a *Agency) Location() *time.Location { return a.location }
+
+// Service returns the agency's service with the given id, or nil.
+func (a *Agency) Service(id string) *Service {
+	for _, s := range a.Services {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// ScrapeInterval returns the effective scrape interval of a scrape entry.
+func (c *Catalogue) ScrapeInterval(s Scrape) time.Duration {
+	if s.ScrapeInterval != 0 {
+		return time.Duration(s.ScrapeInterval)
+	}
+	return time.Duration(c.Defaults.ScrapeInterval)
+}
+
+// ScrapeTimeout returns the effective scrape timeout of a scrape entry.
+func (c *Catalogue) ScrapeTimeout(s Scrape) time.Duration {
+	t := time.Duration(s.ScrapeTimeout)
+	if t == 0 {
+		t = time.Duration(c.Defaults.ScrapeTimeout)
+	}
+	if iv := c.ScrapeInterval(s); t == 0 || t > iv {
+		t = min(10*time.Second, iv)
+	}
+	return t
+}

@@ -1,0 +1,198 @@
+package catalogue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Problem is one validation problem, located in the catalogue file.
+type Problem struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (p Problem) String() string {
+	switch {
+	case p.File != "" && p.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
+	case p.Line > 0:
+		return fmt.Sprintf("line %d: %s", p.Line, p.Msg)
+	case p.File != "":
+		return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	}
+	return p.Msg
+}
+
+// Error lists every problem found in a catalogue, one per line.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// LoadFile reads, parses and validates the catalogue at path.
+func LoadFile(path string) (*Catalogue, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Problems: []Problem{{File: path, Msg: fmt.Sprintf("read catalogue: %v", err)}}}
+	}
+	return Parse(b, path)
+}
+
+// Parse parses and validates a catalogue; file is used in messages only.
+func Parse(b []byte, file string) (*Catalogue, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{Problems: []Problem{{File: file, Line: 1, Msg: "catalogue is empty"}}}
+		}
+		return nil, &Error{Problems: []Problem{yamlProblem(file, err)}}
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	if doc.Kind != yaml.MappingNode {
+		return nil, &Error{Problems: []Problem{{File: file, Line: doc.Line, Msg: "catalogue must be a YAML mapping"}}}
+	}
+
+	v := &validator{file: file, root: doc}
+	checkKeys(doc, reflect.TypeOf(Catalogue{}), "", v)
+	if len(v.problems) > 0 {
+		return nil, &Error{Problems: v.problems}
+	}
+
+	c := &Catalogue{file: file}
+	if err := doc.Decode(c); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				v.problems = append(v.problems, yamlProblem(file, errors.New(e)))
+			}
+		} else {
+			v.problems = append(v.problems, yamlProblem(file, err))
+		}
+		return nil, &Error{Problems: v.problems}
+	}
+	v.validate(c)
+	if len(v.problems) > 0 {
+		return nil, &Error{Problems: v.problems}
+	}
+	return c, nil
+}
+
+var yamlLineRe = regexp.MustCompile(`^(?:yaml: )?(?:unmarshal errors:\s*)?line (\d+): (.*)$`)
+
+// yamlProblem turns a yaml.v3 error ("yaml: line 3: ...") into a Problem.
+func yamlProblem(file string, err error) Problem {
+	msg := strings.TrimSpace(err.Error())
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		var line int
+		fmt.Sscanf(m[1], "%d", &line)
+		return Problem{File: file, Line: line, Msg: m[2]}
+	}
+	return Problem{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// checkKeys rejects mapping keys that no field of t accepts, recursively.
+// yaml.v3 can do this only for the top-level decoder, not through the
+// custom unmarshalers of nested types, so the catalogue checks itself.
+func checkKeys(n *yaml.Node, t reflect.Type, where string, v *validator) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				v.problems = append(v.problems, Problem{File: v.file, Line: k.Line, Msg: fmt.Sprintf("unknown field %q%s", k.Value, where)})
+				continue
+			}
+			checkKeys(val, ft, fmt.Sprintf(" in %s", k.Value), v)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			checkKeys(n.Content[i+1], t.Elem(), where, v)
+		}
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for _, c := range n.Content {
+			checkKeys(c, t.Elem(), where, v)
+		}
+	}
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	m := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || (!f.IsExported()) {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			for k, v := range yamlFields(f.Type) {
+				m[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		m[name] = f.Type
+	}
+	return m
+}
+
+// node finds the YAML node at a path of mapping keys (string) and sequence
+// indexes (int), stopping at the deepest node that exists.
+func node(root *yaml.Node, path ...any) *yaml.Node {
+	n := root
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return n
+			}
+			found := false
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == p {
+					n = n.Content[i+1]
+					found = true
+					break
+				}
+			}
+			if !found {
+				return n
+			}
+		case int:
+			if n.Kind != yaml.SequenceNode || p >= len(n.Content) {
+				return n
+			}
+			n = n.Content[p]
+		}
+	}
+	return n
+}

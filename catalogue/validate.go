@@ -1,0 +1,346 @@
+package catalogue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+)
+
+var (
+	idRe         = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+	credNameRe   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	sha256HexRe  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	tiers        = []string{"critical", "high", "medium", "low"}
+	phases       = []Phase{PhasePlan, PhaseBuild, PhaseRun}
+	backends     = []string{"builtin", "remedy"}
+	schemes      = []string{"http", "https"}
+	reservedLbls = []string{"agency", "service"}
+)
+
+type validator struct {
+	file     string
+	root     *yaml.Node
+	problems []Problem
+}
+
+func (v *validator) errorf(path []any, format string, args ...any) {
+	v.problems = append(v.problems, Problem{File: v.file, Line: node(v.root, path...).Line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func at(path []any, more ...any) []any {
+	return append(slices.Clone(path), more...)
+}
+
+func (v *validator) validate(c *Catalogue) {
+	c.byID = map[string]*Agency{}
+	c.byHash = map[[32]byte]Identity{}
+	c.byCred = map[string]Identity{}
+	credNames := map[string]bool{}
+
+	if c.Provider.Name == "" {
+		v.errorf([]any{"provider"}, "provider.name is required")
+	}
+	if c.Provider.Timezone == "" {
+		c.Provider.Timezone = "UTC"
+	}
+	loc, err := time.LoadLocation(c.Provider.Timezone)
+	if err != nil {
+		v.errorf([]any{"provider", "timezone"}, "unknown time zone %q", c.Provider.Timezone)
+		loc = time.UTC
+	}
+	c.location = loc
+
+	addCreds := func(path []any, creds []Credential, id Identity) {
+		for i, cr := range creds {
+			p := at(path, i)
+			if !credNameRe.MatchString(cr.Name) {
+				v.errorf(at(p, "name"), "credential name %q must match [A-Za-z0-9_-]{1,64}", cr.Name)
+			} else if credNames[cr.Name] {
+				v.errorf(at(p, "name"), "duplicate credential name %q", cr.Name)
+			}
+			credNames[cr.Name] = true
+			if !sha256HexRe.MatchString(cr.TokenSHA256) {
+				v.errorf(at(p, "token_sha256"), "token_sha256 of credential %q must be 64 lowercase hex digits (SHA-256 of the token)", cr.Name)
+				continue
+			}
+			var h [32]byte
+			_, _ = hex.Decode(h[:], []byte(cr.TokenSHA256))
+			if other, dup := c.byHash[h]; dup {
+				v.errorf(at(p, "token_sha256"), "credential %q has the same token as credential %q", cr.Name, other.Credential)
+				continue
+			}
+			id.Credential = cr.Name
+			c.byHash[h] = id
+			c.byCred[cr.Name] = id
+		}
+	}
+	addCreds([]any{"roles", "ops", "credentials"}, c.Roles.Ops.Credentials, Identity{Role: RoleOps})
+	addCreds([]any{"roles", "admin", "credentials"}, c.Roles.Admin.Credentials, Identity{Role: RoleAdmin})
+
+	d := &c.Defaults
+	if d.ScrapeInterval == 0 {
+		d.ScrapeInterval = model.Duration(15 * time.Second)
+	}
+	if d.EvaluationInterval == 0 {
+		d.EvaluationInterval = model.Duration(15 * time.Second)
+	}
+	if d.Retention == 0 {
+		d.Retention = model.Duration(90 * 24 * time.Hour)
+	}
+	if d.ScrapeTimeout != 0 && d.ScrapeTimeout > d.ScrapeInterval {
+		v.errorf([]any{"defaults", "scrape_timeout"}, "scrape_timeout %s is longer than scrape_interval %s", d.ScrapeTimeout, d.ScrapeInterval)
+	}
+	defLimits := v.limits([]any{"defaults", "limits"}, d.Limits, DefaultLimits)
+
+	switch c.Ticketing.Backend {
+	case "":
+		c.Ticketing.Backend = "builtin"
+	default:
+		if !slices.Contains(backends, c.Ticketing.Backend) {
+			v.errorf([]any{"ticketing", "backend"}, "unknown ticketing backend %q (want builtin or remedy)", c.Ticketing.Backend)
+		}
+	}
+	if c.Ticketing.ReopenWindow == 0 {
+		c.Ticketing.ReopenWindow = model.Duration(time.Hour)
+	}
+	if c.Ticketing.Backend == "remedy" {
+		v.url([]any{"ticketing", "remedy", "url"}, c.Ticketing.Remedy.URL, "ticketing.remedy.url")
+	}
+	if c.Grafana.URL != "" {
+		v.url([]any{"grafana", "url"}, c.Grafana.URL, "grafana.url")
+	}
+	if c.Grafana.DatasourceURL != "" {
+		v.url([]any{"grafana", "datasource_url"}, c.Grafana.DatasourceURL, "grafana.datasource_url")
+	}
+	for i, rw := range c.RemoteWrite {
+		v.url([]any{"remote_write", i, "url"}, rw.URL, "remote_write url")
+	}
+
+	for i, a := range c.Agencies {
+		p := []any{"agencies", i}
+		if a == nil {
+			v.errorf(p, "empty agency entry")
+			continue
+		}
+		if !idRe.MatchString(a.ID) {
+			v.errorf(at(p, "id"), "agency id %q must match [a-z0-9-]{1,32}", a.ID)
+		} else if _, dup := c.byID[a.ID]; dup {
+			v.errorf(at(p, "id"), "duplicate agency id %q", a.ID)
+		} else {
+			c.byID[a.ID] = a
+		}
+		if a.Name == "" {
+			v.errorf(p, "agency %q: name is required", a.ID)
+		}
+		if !slices.Contains(phases, a.Phase) {
+			v.errorf(at(p, "phase"), "agency %q: phase %q must be one of plan, build, run", a.ID, a.Phase)
+		}
+		a.location = loc
+		if a.Timezone != "" {
+			if l, err := time.LoadLocation(a.Timezone); err != nil {
+				v.errorf(at(p, "timezone"), "agency %q: unknown time zone %q", a.ID, a.Timezone)
+			} else {
+				a.location = l
+			}
+		}
+		if a.Phase == PhaseRun && c.Ticketing.Backend == "remedy" && a.Remedy.Company == "" {
+			v.errorf(at(p, "remedy"), "agency %q: remedy.company is required in phase run with the remedy backend", a.ID)
+		}
+		if a.Retention == 0 {
+			a.Retention = d.Retention
+		}
+		addCreds(at(p, "credentials"), a.Credentials, Identity{Role: RoleAgency, Agency: a.ID})
+		a.limits = v.limits(at(p, "limits"), a.Limits, defLimits)
+		v.services(c, a, p)
+		v.maintenance(a, p)
+		for j, rc := range a.RelabelConfigs {
+			rp := at(p, "relabel_configs", j)
+			if rc == nil {
+				v.errorf(rp, "agency %q: empty relabel config", a.ID)
+				continue
+			}
+			if err := rc.Validate(model.UTF8Validation); err != nil {
+				v.errorf(rp, "agency %q: relabel config: %v", a.ID, err)
+			}
+			if slices.Contains(reservedLbls, rc.TargetLabel) {
+				v.errorf(at(rp, "target_label"), "agency %q: relabel_configs may not write the %q label (Samdrift sets it)", a.ID, rc.TargetLabel)
+			}
+		}
+		for j, rf := range a.RuleFiles {
+			if rf == "" {
+				v.errorf(at(p, "rule_files", j), "agency %q: empty rule file name", a.ID)
+			}
+		}
+	}
+}
+
+func (v *validator) limits(path []any, lc LimitsConfig, base Limits) Limits {
+	l := base
+	if lc.IngestionRate != nil {
+		if *lc.IngestionRate <= 0 {
+			v.errorf(at(path, "ingestion_rate"), "ingestion_rate must be positive, got %v", *lc.IngestionRate)
+		}
+		l.IngestionRate = *lc.IngestionRate
+	}
+	ints := []struct {
+		name string
+		val  *int
+		dst  *int
+	}{
+		{"ingestion_burst_size", lc.IngestionBurstSize, &l.IngestionBurstSize},
+		{"max_global_series_per_user", lc.MaxGlobalSeriesPerUser, &l.MaxGlobalSeriesPerUser},
+		{"max_label_names_per_series", lc.MaxLabelNamesPerSeries, &l.MaxLabelNamesPerSeries},
+		{"max_label_value_length", lc.MaxLabelValueLength, &l.MaxLabelValueLength},
+		{"max_samples_per_request", lc.MaxSamplesPerRequest, &l.MaxSamplesPerRequest},
+	}
+	for _, f := range ints {
+		if f.val == nil {
+			continue
+		}
+		if *f.val <= 0 {
+			v.errorf(at(path, f.name), "%s must be positive, got %d", f.name, *f.val)
+		}
+		*f.dst = *f.val
+	}
+	return l
+}
+
+func (v *validator) services(c *Catalogue, a *Agency, p []any) {
+	seen := map[string]bool{}
+	for j, s := range a.Services {
+		sp := at(p, "services", j)
+		if s == nil {
+			v.errorf(sp, "agency %q: empty service entry", a.ID)
+			continue
+		}
+		if !idRe.MatchString(s.ID) {
+			v.errorf(at(sp, "id"), "agency %q: service id %q must match [a-z0-9-]{1,32}", a.ID, s.ID)
+		} else if seen[s.ID] {
+			v.errorf(at(sp, "id"), "agency %q: duplicate service id %q", a.ID, s.ID)
+		}
+		seen[s.ID] = true
+		if s.Name == "" {
+			v.errorf(sp, "agency %q service %q: name is required", a.ID, s.ID)
+		}
+		if !slices.Contains(tiers, s.Tier) {
+			v.errorf(at(sp, "tier"), "agency %q service %q: tier %q must be one of critical, high, medium, low", a.ID, s.ID, s.Tier)
+		}
+		if s.SLA != nil {
+			if s.SLA.Availability <= 0 || s.SLA.Availability >= 100 {
+				v.errorf(at(sp, "sla", "availability"), "agency %q service %q: sla.availability %v must be a percentage above 0 and below 100", a.ID, s.ID, s.SLA.Availability)
+			}
+			if s.SLA.ServiceHours != "" {
+				if _, err := ParseServiceHours(s.SLA.ServiceHours); err != nil {
+					v.errorf(at(sp, "sla", "service_hours"), "agency %q service %q: service_hours: %v", a.ID, s.ID, err)
+				}
+			}
+		}
+		for k, sc := range s.Scrape {
+			scp := at(sp, "scrape", k)
+			if len(sc.Targets) == 0 {
+				v.errorf(scp, "agency %q service %q: scrape entry without targets", a.ID, s.ID)
+			}
+			for t, target := range sc.Targets {
+				if _, _, err := net.SplitHostPort(target); err != nil {
+					v.errorf(at(scp, "targets", t), "agency %q service %q: scrape target %q must be host:port", a.ID, s.ID, target)
+				}
+			}
+			if sc.MetricsPath != "" && sc.MetricsPath[0] != '/' {
+				v.errorf(at(scp, "metrics_path"), "agency %q service %q: metrics_path %q must start with /", a.ID, s.ID, sc.MetricsPath)
+			}
+			if sc.Scheme != "" && !slices.Contains(schemes, sc.Scheme) {
+				v.errorf(at(scp, "scheme"), "agency %q service %q: scheme %q must be http or https", a.ID, s.ID, sc.Scheme)
+			}
+			if sc.ScrapeTimeout != 0 && time.Duration(sc.ScrapeTimeout) > c.ScrapeInterval(sc) {
+				v.errorf(at(scp, "scrape_timeout"), "agency %q service %q: scrape_timeout %s is longer than the scrape interval %s", a.ID, s.ID, sc.ScrapeTimeout, c.ScrapeInterval(sc))
+			}
+		}
+		for k, pr := range s.Probes {
+			v.probe(a, s, at(sp, "probes", k), pr)
+		}
+	}
+}
+
+func (v *validator) probe(a *Agency, s *Service, pp []any, pr Probe) {
+	kinds := 0
+	for _, set := range []bool{pr.HTTP != "", pr.TCP != "", pr.DNS != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		v.errorf(pp, "agency %q service %q: a probe needs exactly one of http, tcp, dns", a.ID, s.ID)
+		return
+	}
+	switch {
+	case pr.HTTP != "":
+		u, err := url.Parse(pr.HTTP)
+		if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" {
+			v.errorf(at(pp, "http"), "agency %q service %q: probe URL %q must be an absolute http(s) URL", a.ID, s.ID, pr.HTTP)
+		}
+		if pr.ExpectBody != "" {
+			if _, err := regexp.Compile(pr.ExpectBody); err != nil {
+				v.errorf(at(pp, "expect_body"), "agency %q service %q: expect_body: %v", a.ID, s.ID, err)
+			}
+		}
+		for i, st := range pr.ExpectStatus {
+			if st < 100 || st > 599 {
+				v.errorf(at(pp, "expect_status", i), "agency %q service %q: expect_status %d is not an HTTP status", a.ID, s.ID, st)
+			}
+		}
+	case pr.TCP != "":
+		if _, _, err := net.SplitHostPort(pr.TCP); err != nil {
+			v.errorf(at(pp, "tcp"), "agency %q service %q: tcp probe %q must be host:port", a.ID, s.ID, pr.TCP)
+		}
+	case pr.DNS != "":
+		if pr.QueryName == "" {
+			v.errorf(pp, "agency %q service %q: dns probe needs query_name", a.ID, s.ID)
+		}
+	}
+	if pr.Timeout != 0 && pr.Interval != 0 && pr.Timeout > pr.Interval {
+		v.errorf(at(pp, "timeout"), "agency %q service %q: probe timeout %s is longer than its interval %s", a.ID, s.ID, pr.Timeout, pr.Interval)
+	}
+}
+
+func (v *validator) maintenance(a *Agency, p []any) {
+	for j, m := range a.Maintenance {
+		mp := at(p, "maintenance", j)
+		if m.Name == "" {
+			v.errorf(mp, "agency %q: maintenance window needs a name", a.ID)
+		}
+		oneOff := !m.Start.IsZero() || !m.End.IsZero()
+		switch {
+		case m.Schedule != "" && oneOff:
+			v.errorf(mp, "agency %q maintenance %q: give either schedule or start and end, not both", a.ID, m.Name)
+		case m.Schedule != "":
+			if _, err := ParseSchedule(m.Schedule); err != nil {
+				v.errorf(at(mp, "schedule"), "agency %q maintenance %q: %v", a.ID, m.Name, err)
+			}
+		case m.Start.IsZero() || m.End.IsZero():
+			v.errorf(mp, "agency %q maintenance %q: needs schedule, or both start and end", a.ID, m.Name)
+		case !m.End.After(m.Start):
+			v.errorf(at(mp, "end"), "agency %q maintenance %q: end %s is not after start %s", a.ID, m.Name, m.End.Format(time.RFC3339), m.Start.Format(time.RFC3339))
+		}
+	}
+}
+
+func (v *validator) url(path []any, raw, what string) {
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" {
+		v.errorf(path, "%s %q must be an absolute http(s) URL", what, raw)
+	}
+}
+
+// HashToken returns the catalogue form (token_sha256) of a token.
+func HashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}

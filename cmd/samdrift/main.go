@@ -1,0 +1,58 @@
+// Command samdrift is the Samdrift monitoring and incident pipeline: one
+// binary with a subcommand per job.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+
+	"github.com/alecthomas/kingpin/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func getVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// run parses args and runs the chosen subcommand, returning the exit code.
+func run(args []string) int {
+	app := kingpin.New("samdrift", "Multi-agency monitoring and incident pipeline.")
+	app.HelpFlag.Short('h')
+	logLevel := app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
+	logFormat := app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").Enum("logfmt", "json")
+
+	cmds := map[string]func(*slog.Logger) int{}
+	registerRun(app, cmds)
+	registerDemo(app, cmds)
+	registerCheck(app, cmds)
+	registerVersion(app, cmds)
+
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "samdrift: %v\n", err)
+		return 2
+	}
+	return cmds[cmd](newLogger(*logLevel, *logFormat))
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,312 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/samdrift/samdrift/bus"
+	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/collector"
+	"github.com/samdrift/samdrift/router"
+	"github.com/samdrift/samdrift/store"
+)
+
+// Config configures a node.
+type Config struct {
+	ConfigFile       string
+	DataDir          string
+	HTTPAddr         string
+	NATSURLs         []string
+	NATSCredsFile    string
+	NATSNKeyFile     string
+	NATSSyncInterval time.Duration
+	NATSReplicas     int
+	TracingEndpoint  string
+	// ReloadInterval is how often the catalogue file is checked for changes.
+	ReloadInterval time.Duration
+	Version        string
+	Logger         *slog.Logger
+	// Mount adds handlers to the HTTP mux (the demo's simulated services).
+	Mount map[string]http.Handler
+	// Started is called once every component runs, with the HTTP address.
+	Started func(addr string)
+}
+
+// Node is one Samdrift process running every component.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	reg     *prometheus.Registry
+	holder  *catalogue.Holder
+	ready   atomic.Bool
+	metrics *nodeMetrics
+}
+
+// New loads and validates the catalogue; it refuses an invalid one.
+func New(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:9470"
+	}
+	if cfg.ReloadInterval == 0 {
+		cfg.ReloadInterval = 5 * time.Second
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("a data dir is required (--data-dir)")
+	}
+	cat, err := catalogue.LoadFile(cfg.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger, reg: prometheus.NewRegistry(), holder: catalogue.NewHolder(cat)}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics = newNodeMetrics(n.reg)
+	n.metrics.reloadSuccess.Set(1)
+	n.metrics.reloadTime.SetToCurrentTime()
+	return n, nil
+}
+
+// Catalogue returns the holder of the current catalogue.
+func (n *Node) Catalogue() *catalogue.Holder { return n.holder }
+
+// Run starts every component and blocks until ctx is done or SIGINT/SIGTERM.
+func (n *Node) Run(ctx context.Context) error {
+	logger := n.logger
+	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	tp, shutdownTracing, err := newTracerProvider(ctx, n.cfg.TracingEndpoint, n.cfg.Version)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.Background()) }()
+
+	// Listen first: a taken port should fail before anything else starts.
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", n.cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+
+	b, err := bus.Open(ctx, bus.Options{
+		URLs: n.cfg.NATSURLs, DataDir: n.cfg.DataDir, Replicas: n.cfg.NATSReplicas,
+		SyncInterval: n.cfg.NATSSyncInterval, CredsFile: n.cfg.NATSCredsFile, NKeyFile: n.cfg.NATSNKeyFile,
+		Logger: logger.With("component", "bus"),
+	})
+	if err != nil {
+		return err
+	}
+	// The bus closes last: every other component publishes or consumes on it.
+	defer b.Close()
+
+	st, err := store.New(store.Options{
+		Dir: filepath.Join(n.cfg.DataDir, "tsdb"), Bus: b,
+		Logger: logger.With("component", "store"), Registerer: n.reg, Tracer: tp,
+	})
+	if err != nil {
+		return err
+	}
+	// The store closes after the run group: its consumers stop before its
+	// TSDBs close, so nothing is appended to a closed database.
+	defer st.Close()
+	if err := st.Apply(n.holder.Get()); err != nil {
+		return err
+	}
+
+	rt := router.New(router.Options{
+		Bus: b, Catalogue: n.holder,
+		Logger: logger.With("component", "router"), Registerer: n.reg, Tracer: tp,
+	})
+	scr, err := collector.NewScraper(collector.Options{
+		Bus: b, Logger: logger.With("component", "collector"), Registerer: n.reg, Tracer: tp,
+	})
+	if err != nil {
+		return err
+	}
+	if err := scr.Apply(n.holder.Get()); err != nil {
+		return err
+	}
+	n.holder.Watch(func(c *catalogue.Catalogue) {
+		if err := st.Apply(c); err != nil {
+			logger.Error("apply catalogue to store", "err", err)
+		}
+		if err := scr.Apply(c); err != nil {
+			logger.Error("apply catalogue to collector", "err", err)
+		}
+	})
+
+	engine := store.NewEngine(logger.With("component", "query"), n.reg)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Samdrift is Healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.ready.Load() {
+			http.Error(w, "Samdrift is not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Samdrift is Ready.")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	mux.Handle(store.APIPrefix+"/", n.holder.Authenticate(st.APIHandler(store.APIOptions{
+		Engine: engine, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version,
+	})))
+	mux.HandleFunc("/", n.index)
+	for p, h := range n.cfg.Mount {
+		mux.Handle(p, h)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	var g run.Group
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	{
+		// Termination and reload signals.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		g.Add(func() error {
+			defer signal.Stop(sig)
+			for {
+				select {
+				case s := <-sig:
+					if s == syscall.SIGHUP {
+						n.Reload()
+						continue
+					}
+					logger.Info("received signal, shutting down", "signal", s.String())
+					return nil
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}, func(error) { cancel() })
+	}
+	{
+		// Catalogue file watcher.
+		g.Add(func() error {
+			n.watchFile(ctx)
+			return nil
+		}, func(error) { cancel() })
+	}
+	{
+		rctx, rcancel := context.WithCancel(ctx)
+		g.Add(func() error { return rt.Run(rctx) }, func(error) { rcancel() })
+	}
+	{
+		g.Add(scr.Run, func(error) { scr.Stop() })
+	}
+	{
+		g.Add(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer scancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	{
+		// Readiness: every actor above has been started by now.
+		g.Add(func() error {
+			n.ready.Store(true)
+			addr := ln.Addr().String()
+			logger.Info("samdrift started", "http", addr, "agencies", len(n.holder.Get().Agencies), "embedded_nats", b.Embedded())
+			if n.cfg.Started != nil {
+				n.cfg.Started(addr)
+			}
+			<-ctx.Done()
+			return nil
+		}, func(error) { n.ready.Store(false); cancel() })
+	}
+	err = g.Run()
+	logger.Info("samdrift stopped")
+	return err
+}
+
+// Reload re-reads the catalogue file. An invalid file is refused and the
+// running catalogue stays in force.
+func (n *Node) Reload() {
+	cat, err := catalogue.LoadFile(n.cfg.ConfigFile)
+	if err != nil {
+		n.metrics.reloadSuccess.Set(0)
+		n.logger.Error("catalogue reload refused; keeping the running catalogue", "err", err)
+		return
+	}
+	n.holder.Set(cat)
+	n.metrics.reloadSuccess.Set(1)
+	n.metrics.reloadTime.SetToCurrentTime()
+	n.logger.Info("catalogue reloaded", "file", n.cfg.ConfigFile, "agencies", len(cat.Agencies))
+}
+
+func (n *Node) watchFile(ctx context.Context) {
+	stat := func() (time.Time, int64) {
+		fi, err := os.Stat(n.cfg.ConfigFile)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	mt, sz := stat()
+	t := time.NewTicker(n.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m, s := stat()
+			if s >= 0 && (!m.Equal(mt) || s != sz) {
+				mt, sz = m, s
+				n.Reload()
+			}
+		}
+	}
+}
+
+func (n *Node) index(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "Samdrift %s\n\nPrometheus-compatible query API: %s/ (Authorization: Bearer <token>)\nSelf-monitoring: /metrics, /-/healthy, /-/ready\n", n.cfg.Version, store.APIPrefix)
+}
+
+type nodeMetrics struct {
+	reloadSuccess prometheus.Gauge
+	reloadTime    prometheus.Gauge
+}
+
+func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
+	m := &nodeMetrics{
+		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "samdrift_catalogue_last_reload_successful",
+			Help: "Whether the last catalogue reload attempt succeeded.",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "samdrift_catalogue_last_reload_success_timestamp_seconds",
+			Help: "Timestamp of the last successful catalogue reload.",
+		}),
+	}
+	reg.MustRegister(m.reloadSuccess, m.reloadTime)
+	return m
+}

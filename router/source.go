@@ -1,0 +1,46 @@
+package router
+
+import (
+	"github.com/samdrift/samdrift/bus"
+	"github.com/samdrift/samdrift/catalogue"
+)
+
+// source is what the router knows about where a batch came from.
+type source struct {
+	agency  *catalogue.Agency
+	service string // set when the source is bound to one service (scrapes, probes)
+}
+
+// resolve maps the source tokens of an ingest subject to the agency the
+// catalogue assigns them. Only the subject is trusted: collectors choose it
+// from what they authenticated, and on a NATS cluster account permissions
+// keep senders to their own subjects.
+func resolve(cat *catalogue.Catalogue, tokens []string) (source, error) {
+	var s source
+	switch {
+	case tokens[0] == bus.SourceScrape && len(tokens) == 3:
+		a := cat.Agency(tokens[1])
+		if a == nil {
+			return s, reject("unknown_agency", "scrape source for unknown agency %q", tokens[1])
+		}
+		if a.Service(tokens[2]) == nil {
+			return s, reject("unknown_service", "agency %q has no service %q", tokens[1], tokens[2])
+		}
+		s.agency, s.service = a, tokens[2]
+	case tokens[0] == bus.SourcePush && len(tokens) == 2:
+		id, ok := cat.CredentialIdentity(tokens[1])
+		if !ok {
+			return s, reject("unknown_credential", "push from unknown credential %q", tokens[1])
+		}
+		if id.Role != catalogue.RoleAgency {
+			return s, reject("not_agency_credential", "credential %q is not an agency credential", tokens[1])
+		}
+		s.agency = cat.Agency(id.Agency)
+	default:
+		return s, reject("unknown_source", "unknown source %v", tokens)
+	}
+	if !s.agency.Phase.AcceptsData() {
+		return s, reject("plan_phase", "agency %q is in phase plan and accepts no data", s.agency.ID)
+	}
+	return s, nil
+}

@@ -1,0 +1,195 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/compression"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/samdrift/samdrift/bus"
+	"github.com/samdrift/samdrift/catalogue"
+)
+
+// Options configure the store.
+type Options struct {
+	// Dir holds one TSDB per agency, in Dir/<agency>.
+	Dir string
+	// Bus to consume agency metrics from; nil stores only what is appended directly.
+	Bus        *bus.Bus
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Tracer     trace.TracerProvider
+	// OutOfOrderWindow accepts samples this much older than the newest of their series.
+	OutOfOrderWindow time.Duration
+}
+
+// Store is the set of per-agency TSDBs.
+type Store struct {
+	opts    Options
+	logger  *slog.Logger
+	tracer  trace.Tracer
+	metrics *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu  sync.RWMutex
+	dbs map[string]*agencyDB
+}
+
+type agencyDB struct {
+	id     string
+	db     *tsdb.DB
+	stop   context.CancelFunc
+	done   chan struct{}
+	closed bool
+}
+
+// New returns a store; call Apply to open the catalogue's agencies.
+func New(o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Tracer == nil {
+		o.Tracer = noop.NewTracerProvider()
+	}
+	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create store dir: %w", err)
+	}
+	s := &Store{
+		opts:   o,
+		logger: o.Logger,
+		tracer: o.Tracer.Tracer("github.com/samdrift/samdrift/store"),
+		dbs:    map[string]*agencyDB{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.metrics = newMetrics(o.Registerer, s)
+	return s, nil
+}
+
+// Apply opens a TSDB (and starts its consumer) for every agency of the
+// catalogue, and closes those of agencies no longer in it. Data of removed
+// agencies stays on disk.
+func (s *Store) Apply(c *catalogue.Catalogue) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := map[string]*catalogue.Agency{}
+	for _, a := range c.Agencies {
+		want[a.ID] = a
+	}
+	var errs []error
+	for id, adb := range s.dbs {
+		if want[id] == nil {
+			s.closeDB(adb)
+			delete(s.dbs, id)
+			s.logger.Info("closed agency store", "agency", id)
+		}
+	}
+	for id, a := range want {
+		if s.dbs[id] != nil {
+			continue
+		}
+		adb, err := s.openDB(a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.dbs[id] = adb
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) openDB(a *catalogue.Agency) (*agencyDB, error) {
+	opts := tsdb.DefaultOptions()
+	opts.RetentionDuration = int64(time.Duration(a.Retention) / time.Millisecond)
+	// Hundreds of agencies each hold a head: the default 16384 stripes cost
+	// megabytes per agency before the first series arrives.
+	opts.StripeSize = 1024
+	opts.WALCompression = compression.Snappy
+	opts.OutOfOrderTimeWindow = s.opts.OutOfOrderWindow.Milliseconds()
+	dir := filepath.Join(s.opts.Dir, a.ID)
+	db, err := tsdb.Open(dir, s.logger.With("agency", a.ID), nil, opts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open store of agency %q: %w", a.ID, err)
+	}
+	adb := &agencyDB{id: a.ID, db: db, done: make(chan struct{})}
+	if s.opts.Bus == nil {
+		close(adb.done)
+		return adb, nil
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	adb.stop = cancel
+	c, err := newConsumer(ctx, s, adb)
+	if err != nil {
+		cancel()
+		_ = db.Close()
+		return nil, fmt.Errorf("consume metrics of agency %q: %w", a.ID, err)
+	}
+	go func() {
+		defer close(adb.done)
+		c.run(ctx)
+	}()
+	s.logger.Info("opened agency store", "agency", a.ID, "dir", dir)
+	return adb, nil
+}
+
+// closeDB stops the agency's consumer, then closes its TSDB: the consumer
+// must not append to a closed database.
+func (s *Store) closeDB(adb *agencyDB) {
+	if adb.closed {
+		return
+	}
+	adb.closed = true
+	if adb.stop != nil {
+		adb.stop()
+	}
+	<-adb.done
+	if err := adb.db.Close(); err != nil {
+		s.logger.Error("close agency store", "agency", adb.id, "err", err)
+	}
+}
+
+// Close stops every consumer and closes every TSDB.
+func (s *Store) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, adb := range s.dbs {
+		s.closeDB(adb)
+		delete(s.dbs, id)
+	}
+	return nil
+}
+
+// DB returns the TSDB of an agency, or nil.
+func (s *Store) DB(agency string) *tsdb.DB {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if adb := s.dbs[agency]; adb != nil {
+		return adb.db
+	}
+	return nil
+}
+
+// Agencies returns the ids of the open agency stores, sorted.
+func (s *Store) Agencies() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]string, 0, len(s.dbs))
+	for id := range s.dbs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
