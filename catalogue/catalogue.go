@@ -2,9 +2,6 @@ package catalogue
 
 import (
 	"time"
-
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/relabel"
 )
 
 // Phase is an agency's lifecycle phase.
@@ -63,11 +60,11 @@ type Credential struct {
 
 // Defaults apply to every agency unless the agency overrides them.
 type Defaults struct {
-	ScrapeInterval     model.Duration `yaml:"scrape_interval"`
-	ScrapeTimeout      model.Duration `yaml:"scrape_timeout"`
-	EvaluationInterval model.Duration `yaml:"evaluation_interval"`
-	Retention          model.Duration `yaml:"retention"`
-	Limits             LimitsConfig   `yaml:"limits"`
+	ScrapeInterval     Duration     `yaml:"scrape_interval"`
+	ScrapeTimeout      Duration     `yaml:"scrape_timeout"`
+	EvaluationInterval Duration     `yaml:"evaluation_interval"`
+	Retention          Duration     `yaml:"retention"`
+	Limits             LimitsConfig `yaml:"limits"`
 }
 
 // LimitsConfig is the catalogue form of per-agency limits; unset fields
@@ -103,18 +100,18 @@ var DefaultLimits = Limits{
 
 // Agency is one customer agency (a tenant).
 type Agency struct {
-	ID             string            `yaml:"id"`
-	Name           string            `yaml:"name"`
-	Phase          Phase             `yaml:"phase"`
-	Timezone       string            `yaml:"timezone"`
-	Remedy         Remedy            `yaml:"remedy"`
-	Credentials    []Credential      `yaml:"credentials"`
-	Limits         LimitsConfig      `yaml:"limits"`
-	Retention      model.Duration    `yaml:"retention"`
-	Services       []*Service        `yaml:"services"`
-	Maintenance    []Maintenance     `yaml:"maintenance"`
-	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
-	RuleFiles      []string          `yaml:"rule_files"`
+	ID             string         `yaml:"id"`
+	Name           string         `yaml:"name"`
+	Phase          Phase          `yaml:"phase"`
+	Timezone       string         `yaml:"timezone"`
+	Remedy         Remedy         `yaml:"remedy"`
+	Credentials    []Credential   `yaml:"credentials"`
+	Limits         LimitsConfig   `yaml:"limits"`
+	Retention      Duration       `yaml:"retention"`
+	Services       []*Service     `yaml:"services"`
+	Maintenance    []Maintenance  `yaml:"maintenance"`
+	RelabelConfigs RelabelConfigs `yaml:"relabel_configs"`
+	RuleFiles      []string       `yaml:"rule_files"`
 
 	limits   Limits
 	location *time.Location
@@ -141,31 +138,31 @@ type Service struct {
 
 // SLA is a service's availability objective.
 type SLA struct {
-	Availability float64        `yaml:"availability"`
-	ServiceHours string         `yaml:"service_hours"`
-	For          model.Duration `yaml:"for"`
+	Availability float64  `yaml:"availability"`
+	ServiceHours string   `yaml:"service_hours"`
+	For          Duration `yaml:"for"`
 }
 
 // Scrape is one set of scrape targets of a service.
 type Scrape struct {
-	JobName        string         `yaml:"job_name"`
-	Targets        []string       `yaml:"targets"`
-	MetricsPath    string         `yaml:"metrics_path"`
-	Scheme         string         `yaml:"scheme"`
-	ScrapeInterval model.Duration `yaml:"scrape_interval"`
-	ScrapeTimeout  model.Duration `yaml:"scrape_timeout"`
+	JobName        string   `yaml:"job_name"`
+	Targets        []string `yaml:"targets"`
+	MetricsPath    string   `yaml:"metrics_path"`
+	Scheme         string   `yaml:"scheme"`
+	ScrapeInterval Duration `yaml:"scrape_interval"`
+	ScrapeTimeout  Duration `yaml:"scrape_timeout"`
 }
 
 // Probe is one availability probe of a service (HTTP, TCP or DNS).
 type Probe struct {
-	HTTP         string         `yaml:"http"`
-	TCP          string         `yaml:"tcp"`
-	DNS          string         `yaml:"dns"`
-	QueryName    string         `yaml:"query_name"`
-	ExpectStatus []int          `yaml:"expect_status"`
-	ExpectBody   string         `yaml:"expect_body"`
-	Interval     model.Duration `yaml:"interval"`
-	Timeout      model.Duration `yaml:"timeout"`
+	HTTP         string   `yaml:"http"`
+	TCP          string   `yaml:"tcp"`
+	DNS          string   `yaml:"dns"`
+	QueryName    string   `yaml:"query_name"`
+	ExpectStatus []int    `yaml:"expect_status"`
+	ExpectBody   string   `yaml:"expect_body"`
+	Interval     Duration `yaml:"interval"`
+	Timeout      Duration `yaml:"timeout"`
 }
 
 // Maintenance is a planned maintenance window, one-off or recurring.
@@ -178,9 +175,9 @@ type Maintenance struct {
 
 // Ticketing selects and configures the incident backend.
 type Ticketing struct {
-	Backend      string         `yaml:"backend"`
-	ReopenWindow model.Duration `yaml:"reopen_window"`
-	Remedy       RemedyServer   `yaml:"remedy"`
+	Backend      string       `yaml:"backend"`
+	ReopenWindow Duration     `yaml:"reopen_window"`
+	Remedy       RemedyServer `yaml:"remedy"`
 }
 
 // RemedyServer is how Samdrift reaches the Remedy AR REST API.

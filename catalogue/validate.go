@@ -87,13 +87,13 @@ func (v *validator) validate(c *Catalogue) {
 
 	d := &c.Defaults
 	if d.ScrapeInterval == 0 {
-		d.ScrapeInterval = model.Duration(15 * time.Second)
+		d.ScrapeInterval = Duration(15 * time.Second)
 	}
 	if d.EvaluationInterval == 0 {
-		d.EvaluationInterval = model.Duration(15 * time.Second)
+		d.EvaluationInterval = Duration(15 * time.Second)
 	}
 	if d.Retention == 0 {
-		d.Retention = model.Duration(90 * 24 * time.Hour)
+		d.Retention = Duration(90 * 24 * time.Hour)
 	}
 	if d.ScrapeTimeout != 0 && d.ScrapeTimeout > d.ScrapeInterval {
 		v.errorf([]any{"defaults", "scrape_timeout"}, "scrape_timeout %s is longer than scrape_interval %s", d.ScrapeTimeout, d.ScrapeInterval)
@@ -109,7 +109,7 @@ func (v *validator) validate(c *Catalogue) {
 		}
 	}
 	if c.Ticketing.ReopenWindow == 0 {
-		c.Ticketing.ReopenWindow = model.Duration(time.Hour)
+		c.Ticketing.ReopenWindow = Duration(time.Hour)
 	}
 	if c.Ticketing.Backend == "remedy" {
 		v.url([]any{"ticketing", "remedy", "url"}, c.Ticketing.Remedy.URL, "ticketing.remedy.url")

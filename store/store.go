@@ -119,7 +119,7 @@ func (s *Store) openDB(a *catalogue.Agency) (*agencyDB, error) {
 	opts.WALCompression = compression.Snappy
 	opts.OutOfOrderTimeWindow = s.opts.OutOfOrderWindow.Milliseconds()
 	dir := filepath.Join(s.opts.Dir, a.ID)
-	db, err := tsdb.Open(dir, s.logger.With("agency", a.ID), nil, opts, nil)
+	db, err := tsdb.Open(dir, slog.New(quietHandler{s.logger.Handler(), slog.LevelWarn}).With("agency", a.ID), nil, opts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open store of agency %q: %w", a.ID, err)
 	}
@@ -192,4 +192,23 @@ func (s *Store) Agencies() []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// quietHandler passes on only records at or above min: the TSDB logs every
+// WAL replay step at info, once per agency.
+type quietHandler struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name), h.min}
 }
