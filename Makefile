@@ -1,0 +1,45 @@
+# Samdrift — make help lists the targets.
+GO        ?= go
+BIN       := bin/samdrift
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+PKGS      := ./...
+UNIT_PKGS := $(shell $(GO) list ./... | grep -v /internal/e2e)
+
+.PHONY: help build run test test-unit test-e2e bench fmt lint tidy-check clean
+
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build bin/samdrift.
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/samdrift
+
+run: build ## Run the demo (embedded NATS, simulated agencies) on http://127.0.0.1:9470/.
+	./$(BIN) demo
+
+test: test-unit test-e2e ## Run every test (unit with -race, then end-to-end against the real binary and peers).
+
+test-unit: ## Unit and integration tests with the race detector.
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+test-e2e: ## End-to-end tests: the real binary, real Prometheus/Alertmanager/Chromium where installed.
+	$(GO) test -count=1 -timeout 20m ./internal/e2e/...
+
+bench: ## Go benchmarks of the hot paths.
+	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
+
+fmt: ## Format the code.
+	gofmt -w $$(git ls-files '*.go')
+
+lint: ## go vet, gofmt check, go mod tidy check.
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(MAKE) --no-print-directory tidy-check
+
+tidy-check:
+	@cp go.mod /tmp/samdrift-go.mod.bak && cp go.sum /tmp/samdrift-go.sum.bak
+	@$(GO) mod tidy
+	@if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum"; git --no-pager diff -- go.mod go.sum | head -20; cp /tmp/samdrift-go.mod.bak go.mod; cp /tmp/samdrift-go.sum.bak go.sum; exit 1; fi
+
+clean: ## Remove build output and the demo's data.
+	rm -rf bin samdrift-demo-data
