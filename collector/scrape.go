@@ -108,7 +108,10 @@ func (s *Scraper) Apply(c *catalogue.Catalogue) error {
 		ScrapeTimeout  string `yaml:"scrape_timeout"`
 		MetricsPath    string `yaml:"metrics_path,omitempty"`
 		Scheme         string `yaml:"scheme,omitempty"`
+		// Text formats first; protobuf for targets that speak only that.
+		ScrapeProtocols []string `yaml:"scrape_protocols"`
 	}
+	protocols := []string{"OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0", "PrometheusText0.0.4", "PrometheusProto"}
 	var cfgs []scrapeConfig
 	groups := map[string][]*targetgroup.Group{}
 	for _, a := range c.Agencies {
@@ -136,11 +139,12 @@ func (s *Scraper) Apply(c *catalogue.Catalogue) error {
 					tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(t)})
 				}
 				cfgs = append(cfgs, scrapeConfig{
-					JobName:        job,
-					ScrapeInterval: model.Duration(c.ScrapeInterval(sc)).String(),
-					ScrapeTimeout:  model.Duration(c.ScrapeTimeout(sc)).String(),
-					MetricsPath:    sc.MetricsPath,
-					Scheme:         sc.Scheme,
+					JobName:         job,
+					ScrapeInterval:  model.Duration(c.ScrapeInterval(sc)).String(),
+					ScrapeTimeout:   model.Duration(c.ScrapeTimeout(sc)).String(),
+					MetricsPath:     sc.MetricsPath,
+					Scheme:          sc.Scheme,
+					ScrapeProtocols: protocols,
 				})
 				groups[job] = []*targetgroup.Group{tg}
 			}
