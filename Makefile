@@ -6,10 +6,12 @@ LDFLAGS   := -X main.version=$(VERSION)
 PKGS      := ./...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /internal/e2e)
 
-.PHONY: help build run test test-unit test-e2e bench fmt lint tidy-check clean
+FUZZTIME  ?= 30s
+
+.PHONY: help build run test test-unit test-e2e bench fuzz fmt lint tidy-check clean
 
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build bin/samdrift.
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/samdrift
@@ -27,6 +29,13 @@ test-e2e: ## End-to-end tests: the real binary, real Prometheus/Alertmanager/Chr
 
 bench: ## Go benchmarks of the hot paths.
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
+
+fuzz: ## Run every native fuzz target for FUZZTIME (default 30s) each.
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "--- $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
 
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')

@@ -8,6 +8,7 @@
 //	agency.<id>.<kind>          what the router decided belongs to agency <id>
 //
 // Kinds are "metrics", "alerts" and "events". Sources are
-// "scrape.<agency>.<service>" for the collector's own scrapes and probes and
+// "scrape.<agency>.<service>" and "probe.<agency>.<service>" for the
+// collector's own scrapes and probes, and
 // "push.<credential>" for pushes authenticated by a catalogue credential.
 package bus

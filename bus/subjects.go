@@ -22,6 +22,7 @@ const (
 // Source kinds, the first token of a source.
 const (
 	SourceScrape = "scrape"
+	SourceProbe  = "probe"
 	SourcePush   = "push"
 )
 

@@ -2,6 +2,7 @@ package catalogue
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 )
 
 // Role is what a credential is allowed to do.
@@ -51,4 +52,17 @@ func (c *Catalogue) Authenticate(token string) (Identity, bool) {
 func (c *Catalogue) CredentialIdentity(name string) (Identity, bool) {
 	id, ok := c.byCred[name]
 	return id, ok
+}
+
+// AuthenticateCert maps a verified TLS client certificate to the identity of
+// the credential with its subject. Unverified certificates count for nothing.
+func (c *Catalogue) AuthenticateCert(cs *tls.ConnectionState) (Identity, bool) {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return Identity{}, false
+	}
+	id, ok := c.byCert[cs.VerifiedChains[0][0].Subject.String()]
+	if !ok || (id.Role == RoleAgency && c.byID[id.Agency] == nil) {
+		return Identity{}, false
+	}
+	return id, true
 }

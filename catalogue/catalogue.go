@@ -33,6 +33,7 @@ type Catalogue struct {
 	byID     map[string]*Agency
 	byHash   map[[32]byte]Identity
 	byCred   map[string]Identity
+	byCert   map[string]Identity
 }
 
 // Provider describes the IT shared-services provider running Samdrift.
@@ -52,10 +53,15 @@ type RoleConfig struct {
 	Credentials []Credential `yaml:"credentials"`
 }
 
-// Credential binds a bearer token (stored only as its SHA-256) to a name.
+// Credential binds a bearer token (stored only as its SHA-256), or a TLS
+// client certificate subject, to a name.
 type Credential struct {
 	Name        string `yaml:"name"`
 	TokenSHA256 string `yaml:"token_sha256"`
+	// CertSubject is the subject of a client certificate (as Go prints it,
+	// e.g. "CN=digg-prometheus,O=DIGG") that authenticates as this
+	// credential when the HTTP listener verifies client certificates.
+	CertSubject string `yaml:"cert_subject"`
 }
 
 // Defaults apply to every agency unless the agency overrides them.

@@ -66,11 +66,16 @@ func BearerToken(r *http.Request) string {
 	return ""
 }
 
-// Authenticate is HTTP middleware: it resolves the bearer token to an
-// identity stored in the request context, or answers 401.
+// Authenticate is HTTP middleware: it resolves a verified client
+// certificate or the bearer token to an identity stored in the request
+// context, or answers 401.
 func (h *Holder) Authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := h.Get().Authenticate(BearerToken(r))
+		c := h.Get()
+		id, ok := c.AuthenticateCert(r.TLS)
+		if !ok {
+			id, ok = c.Authenticate(BearerToken(r))
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="samdrift"`)
 			http.Error(w, "401 unauthorized: a valid bearer token is required", http.StatusUnauthorized)

@@ -43,6 +43,7 @@ func (v *validator) validate(c *Catalogue) {
 	c.byID = map[string]*Agency{}
 	c.byHash = map[[32]byte]Identity{}
 	c.byCred = map[string]Identity{}
+	c.byCert = map[string]Identity{}
 	credNames := map[string]bool{}
 
 	if c.Provider.Name == "" {
@@ -67,6 +68,18 @@ func (v *validator) validate(c *Catalogue) {
 				v.errorf(at(p, "name"), "duplicate credential name %q", cr.Name)
 			}
 			credNames[cr.Name] = true
+			id.Credential = cr.Name
+			c.byCred[cr.Name] = id
+			if cr.CertSubject != "" {
+				if other, dup := c.byCert[cr.CertSubject]; dup {
+					v.errorf(at(p, "cert_subject"), "credential %q has the same cert_subject as credential %q", cr.Name, other.Credential)
+				} else {
+					c.byCert[cr.CertSubject] = id
+				}
+				if cr.TokenSHA256 == "" {
+					continue
+				}
+			}
 			if !sha256HexRe.MatchString(cr.TokenSHA256) {
 				v.errorf(at(p, "token_sha256"), "token_sha256 of credential %q must be 64 lowercase hex digits (SHA-256 of the token)", cr.Name)
 				continue
@@ -77,9 +90,7 @@ func (v *validator) validate(c *Catalogue) {
 				v.errorf(at(p, "token_sha256"), "credential %q has the same token as credential %q", cr.Name, other.Credential)
 				continue
 			}
-			id.Credential = cr.Name
 			c.byHash[h] = id
-			c.byCred[cr.Name] = id
 		}
 	}
 	addCreds([]any{"roles", "ops", "credentials"}, c.Roles.Ops.Credentials, Identity{Role: RoleOps})

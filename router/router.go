@@ -42,6 +42,7 @@ type Router struct {
 	logger  *slog.Logger
 	tracer  trace.Tracer
 	metrics *metrics
+	limiter *limiter
 }
 
 // New returns a router.
@@ -52,12 +53,28 @@ func New(o Options) *Router {
 	if o.Tracer == nil {
 		o.Tracer = noop.NewTracerProvider()
 	}
-	return &Router{
+	r := &Router{
 		opts:    o,
 		logger:  o.Logger,
 		tracer:  o.Tracer.Tracer("github.com/samdrift/samdrift/router"),
 		metrics: newMetrics(o.Registerer),
+		limiter: newLimiter(time.Now),
 	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(activeSeriesCollector{r.limiter})
+	}
+	if o.Catalogue != nil {
+		o.Catalogue.Watch(r.limiter.forget)
+	}
+	return r
+}
+
+// Admit reports, without taking anything, whether n more samples of the
+// agency would pass its rate limit, and if not when to retry. A push receiver
+// in the same process uses it to shed a flood before it reaches the bus; the
+// router's own check on the routed batch stays the authority.
+func (r *Router) Admit(a *catalogue.Agency, n int) (bool, time.Duration) {
+	return r.limiter.Peek(a, n)
 }
 
 // Run consumes ingest.> until ctx is done.
@@ -107,47 +124,59 @@ func (r *Router) Run(ctx context.Context) error {
 }
 
 type pending struct {
-	in  jetstream.Msg
-	fut jetstream.PubAckFuture
+	in      jetstream.Msg
+	fut     jetstream.PubAckFuture
+	verdict *verdict
+}
+
+// verdict is an answer owed to a push receiver waiting on its batch.
+type verdict struct {
+	subject string
+	v       bus.Verdict
 }
 
 // routeBatch republishes every message of the batch asynchronously, then
-// acks each input whose output JetStream confirmed.
+// acks each input whose output JetStream confirmed, and only then tells a
+// waiting push receiver the batch is routed.
 func (r *Router) routeBatch(ctx context.Context, batch []jetstream.Msg) {
 	cat := r.opts.Catalogue.Get()
 	wr := &prompb.WriteRequest{}
 	var outs []pending
 	for _, m := range batch {
-		out, err := r.route(ctx, cat, m, wr)
+		res, err := r.route(ctx, cat, m, wr)
 		if err != nil {
 			var rej *rejection
 			if errors.As(err, &rej) {
 				r.metrics.rejected.WithLabelValues(rej.reason).Inc()
 				r.logger.Warn("rejected batch", "subject", m.Subject(), "reason", rej.reason, "err", rej.err)
 				_ = m.Term()
+				r.answer(res.verdict(400, rej.Error()))
 				continue
 			}
 			r.logger.Warn("route failed, will retry", "subject", m.Subject(), "err", err)
 			_ = m.NakWithDelay(time.Second)
 			continue
 		}
-		if out == nil {
+		if res.out == nil {
+			// Nothing left to forward (all refused or dropped by relabelling).
 			_ = m.Ack()
+			r.answer(res.final())
 			continue
 		}
-		fut, err := r.opts.Bus.JS.PublishMsgAsync(out, jetstream.WithMsgID(msgID(m)))
+		fut, err := r.opts.Bus.JS.PublishMsgAsync(res.out, jetstream.WithMsgID(msgID(m)))
 		if err != nil {
-			r.logger.Warn("publish failed, will retry", "subject", out.Subject, "err", err)
+			r.logger.Warn("publish failed, will retry", "subject", res.out.Subject, "err", err)
 			_ = m.NakWithDelay(time.Second)
 			continue
 		}
-		outs = append(outs, pending{in: m, fut: fut})
+		outs = append(outs, pending{in: m, fut: fut, verdict: res.final()})
 	}
 	timeout := time.After(30 * time.Second)
 	for _, p := range outs {
 		select {
 		case <-p.fut.Ok():
 			_ = p.in.Ack()
+			r.answer(p.verdict)
 		case err := <-p.fut.Err():
 			r.logger.Warn("publish not acknowledged, will retry", "subject", p.fut.Msg().Subject, "err", err)
 			_ = p.in.NakWithDelay(time.Second)
@@ -156,6 +185,16 @@ func (r *Router) routeBatch(ctx context.Context, batch []jetstream.Msg) {
 		case <-ctx.Done():
 			return // unacked inputs are redelivered
 		}
+	}
+}
+
+// answer publishes a verdict to the push receiver waiting for it.
+func (r *Router) answer(v *verdict) {
+	if v == nil {
+		return
+	}
+	if err := r.opts.Bus.NC.Publish(v.subject, v.v.Encode()); err != nil {
+		r.logger.Debug("publish verdict", "err", err)
 	}
 }
 
@@ -181,16 +220,45 @@ func reject(reason string, format string, args ...any) error {
 	return &rejection{reason: reason, err: fmt.Errorf(format, args...)}
 }
 
-// route turns one ingest message into its agency message, or nil if there
-// is nothing to forward.
-func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstream.Msg, wr *prompb.WriteRequest) (*nats.Msg, error) {
+// result is what routing one message produced.
+type result struct {
+	out        *nats.Msg // nil: nothing to forward
+	verdictSub string    // where the push receiver waits, if it does
+	outcome    outcome
+}
+
+func (res *result) verdict(status int, msg string) *verdict {
+	if res == nil || res.verdictSub == "" {
+		return nil
+	}
+	return &verdict{subject: res.verdictSub, v: bus.Verdict{Status: status, Message: msg}}
+}
+
+func (res *result) final() *verdict {
+	if res.verdictSub == "" {
+		return nil
+	}
+	o := res.outcome
+	st := o.status
+	if st == 0 {
+		st = 200
+	}
+	return &verdict{subject: res.verdictSub, v: bus.Verdict{Status: st, Message: o.message, RetryAfter: o.retryAfter, Accepted: o.accepted}}
+}
+
+// route turns one ingest message into its agency message.
+func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstream.Msg, wr *prompb.WriteRequest) (*result, error) {
+	res := &result{}
+	if v := m.Headers().Get(bus.HeaderVerdict); bus.ValidVerdictSubject(v) {
+		res.verdictSub = v
+	}
 	kind, source, ok := bus.ParseIngestSubject(m.Subject())
 	if !ok {
-		return nil, reject("bad_subject", "subject %q is not ingest.<kind>.<source>", m.Subject())
+		return res, reject("bad_subject", "subject %q is not ingest.<kind>.<source>", m.Subject())
 	}
 	src, err := resolve(cat, source)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	ctx, span := r.tracer.Start(bus.ExtractTrace(ctx, m.Headers()), "router.route",
 		trace.WithAttributes(attribute.String("agency", src.agency.ID), attribute.String("kind", kind)))
@@ -200,22 +268,69 @@ func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstrea
 	case bus.KindMetrics:
 		if err := bus.DecodeMetrics(m.Data(), wr); err != nil {
 			span.SetStatus(codes.Error, err.Error())
-			return nil, reject("undecodable", "%v", err)
+			return res, reject("undecodable", "%v", err)
 		}
-		n := relabelWriteRequest(wr, src)
+		r.limitMetrics(src, wr, &res.outcome)
+		for reason, n := range res.outcome.discarded {
+			r.metrics.discarded.WithLabelValues(src.agency.ID, reason).Add(float64(n))
+		}
 		if len(wr.Timeseries) == 0 {
-			return nil, nil
+			return res, nil
 		}
 		data, err := bus.EncodeMetrics(wr)
 		if err != nil {
-			return nil, err
+			return res, err
 		}
-		r.metrics.samples.WithLabelValues(src.agency.ID).Add(float64(n))
+		r.metrics.samples.WithLabelValues(src.agency.ID).Add(float64(res.outcome.accepted))
 		r.metrics.batches.WithLabelValues(src.agency.ID, kind).Inc()
-		out := &nats.Msg{Subject: bus.AgencySubject(src.agency.ID, kind), Data: data, Header: nats.Header{}}
-		bus.InjectTrace(ctx, out)
-		return out, nil
+		res.out = &nats.Msg{Subject: bus.AgencySubject(src.agency.ID, kind), Data: data, Header: nats.Header{}}
+		bus.InjectTrace(ctx, res.out)
+		return res, nil
 	default:
-		return nil, reject("unknown_kind", "no route for kind %q", kind)
+		return res, reject("unknown_kind", "no route for kind %q", kind)
 	}
+}
+
+// limitMetrics validates, relabels and limits a metrics batch in place.
+// Pushed batches are all or nothing for invalid labels (the sender gets a
+// 400 and nothing is half-written); scraped ones lose only the bad series.
+func (r *Router) limitMetrics(src source, wr *prompb.WriteRequest, o *outcome) {
+	pushed := src.service == ""
+	lim := src.agency.EffectiveLimits()
+	for i := range wr.Timeseries {
+		if problem := checkRaw(&wr.Timeseries[i]); problem != "" && pushed {
+			n := 0
+			for _, ts := range wr.Timeseries {
+				n += len(ts.Samples) + len(ts.Histograms)
+			}
+			o.discard(reasonInvalidLabels, n, 400, problem)
+			wr.Timeseries = wr.Timeseries[:0]
+			return
+		}
+	}
+	relabelWriteRequest(wr, src)
+	kept := wr.Timeseries[:0]
+	for _, ts := range wr.Timeseries {
+		n := len(ts.Samples) + len(ts.Histograms)
+		if problem := checkRaw(&ts); problem != "" {
+			o.discard(reasonInvalidLabels, n, 400, problem)
+			continue
+		}
+		if reason, problem := checkLimits(&ts, lim); reason != "" {
+			if pushed {
+				total := 0
+				for _, t := range wr.Timeseries {
+					total += len(t.Samples) + len(t.Histograms)
+				}
+				o.discard(reason, total, 400, problem)
+				wr.Timeseries = wr.Timeseries[:0]
+				return
+			}
+			o.discard(reason, n, 400, problem)
+			continue
+		}
+		kept = append(kept, ts)
+	}
+	wr.Timeseries = kept
+	r.limiter.admit(src.agency, wr, o)
 }

@@ -18,10 +18,10 @@ type source struct {
 func resolve(cat *catalogue.Catalogue, tokens []string) (source, error) {
 	var s source
 	switch {
-	case tokens[0] == bus.SourceScrape && len(tokens) == 3:
+	case (tokens[0] == bus.SourceScrape || tokens[0] == bus.SourceProbe) && len(tokens) == 3:
 		a := cat.Agency(tokens[1])
 		if a == nil {
-			return s, reject("unknown_agency", "scrape source for unknown agency %q", tokens[1])
+			return s, reject("unknown_agency", "%s source for unknown agency %q", tokens[0], tokens[1])
 		}
 		if a.Service(tokens[2]) == nil {
 			return s, reject("unknown_service", "agency %q has no service %q", tokens[1], tokens[2])

@@ -37,6 +37,7 @@ func run(args []string) int {
 	registerRun(app, cmds)
 	registerDemo(app, cmds)
 	registerCheck(app, cmds)
+	registerToken(app, cmds)
 	registerVersion(app, cmds)
 
 	cmd, err := app.Parse(args)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
 
 	"github.com/samdrift/samdrift/internal/node"
 )
@@ -21,6 +22,10 @@ type nodeFlags struct {
 	natsSyncInterval *time.Duration
 	natsReplicas     *int
 	tracingEndpoint  *string
+	tlsCert          *string
+	tlsKey           *string
+	clientCA         *string
+	pushMaxBody      *units.Base2Bytes
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -38,6 +43,10 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.natsNKey = cmd.Flag("nats.nkey", "NATS NKEY seed file for --nats.url.").String()
 	f.natsSyncInterval = cmd.Flag("nats.sync-interval", "How often the embedded NATS server fsyncs JetStream files (0 = after every write).").Default("1s").Duration()
 	f.natsReplicas = cmd.Flag("nats.replicas", "Replication factor of streams and KV buckets (3 on a cluster).").Default("1").Int()
+	f.tlsCert = cmd.Flag("http.tls-cert-file", "TLS certificate of the HTTP listener (PEM); serves HTTPS when set.").String()
+	f.tlsKey = cmd.Flag("http.tls-key-file", "TLS key of the HTTP listener (PEM).").String()
+	f.clientCA = cmd.Flag("http.client-ca-file", "CA (PEM) that client certificates must chain to; enables mTLS credentials (cert_subject).").String()
+	f.pushMaxBody = cmd.Flag("push.max-body-bytes", "Largest push request body accepted, compressed or not (413 above).").Default("32MiB").Bytes()
 	f.tracingEndpoint = cmd.Flag("tracing.endpoint", "OTLP/HTTP endpoint for traces, such as http://localhost:4318/v1/traces.").String()
 	return f
 }
@@ -48,6 +57,8 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		NATSURLs: *f.natsURLs, NATSCredsFile: *f.natsCreds, NATSNKeyFile: *f.natsNKey,
 		NATSSyncInterval: *f.natsSyncInterval, NATSReplicas: *f.natsReplicas,
 		TracingEndpoint: *f.tracingEndpoint, Version: getVersion(), Logger: logger,
+		PushMaxBodyBytes: int64(*f.pushMaxBody),
+		TLSCertFile:      *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
 	}
 }
 

@@ -178,3 +178,46 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// peer returns the path of a real peer program from Debian's packages. It
+// skips the test where the peer is missing, unless SAMDRIFT_REQUIRE_PEERS is
+// set (as CI does), where a missing peer is a failure.
+func peer(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("SAMDRIFT_REQUIRE_PEERS") != "" {
+			t.Fatalf("%s not installed (apt-get install it; .ci/run does)", name)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+// startPeer runs a peer program until the test ends.
+func startPeer(t *testing.T, name string, args ...string) *syncBuffer {
+	t.Helper()
+	logs := &syncBuffer{}
+	cmd := exec.Command(peer(t, name), args...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", name, logs.String())
+		}
+	})
+	return logs
+}
+
+// tokens used by the test catalogues.
+const (
+	opsToken   = "noc-token"
+	alphaToken = "alpha-token"
+	betaToken  = "beta-token"
+)
+
+func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }

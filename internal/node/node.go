@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +39,13 @@ type Config struct {
 	NATSSyncInterval time.Duration
 	NATSReplicas     int
 	TracingEndpoint  string
+	// TLS on the HTTP listener; with ClientCAFile, client certificates are
+	// verified and mapped to credentials by their subject (mTLS).
+	TLSCertFile  string
+	TLSKeyFile   string
+	ClientCAFile string
+	// PushMaxBodyBytes bounds a push request body (0: the default, 32 MiB).
+	PushMaxBodyBytes int64
 	// ReloadInterval is how often the catalogue file is checked for changes.
 	ReloadInterval time.Duration
 	Version        string
@@ -143,6 +152,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := scr.Apply(n.holder.Get()); err != nil {
 		return err
 	}
+	prober := collector.NewProber(collector.ProberOptions{
+		Bus: b, Logger: logger.With("component", "prober"), Registerer: n.reg, Tracer: tp,
+	})
+	prober.Apply(n.holder.Get())
+	push, err := collector.NewPush(collector.PushOptions{
+		Bus: b, Catalogue: n.holder, Admit: rt.Admit, MaxBodyBytes: n.cfg.PushMaxBodyBytes,
+		Logger: logger.With("component", "push"), Registerer: n.reg, Tracer: tp,
+	})
+	if err != nil {
+		return err
+	}
+	defer push.Close()
 	n.holder.Watch(func(c *catalogue.Catalogue) {
 		if err := st.Apply(c); err != nil {
 			logger.Error("apply catalogue to store", "err", err)
@@ -150,6 +171,7 @@ func (n *Node) Run(ctx context.Context) error {
 		if err := scr.Apply(c); err != nil {
 			logger.Error("apply catalogue to collector", "err", err)
 		}
+		prober.Apply(c)
 	})
 
 	engine := store.NewEngine(logger.With("component", "query"), n.reg)
@@ -162,17 +184,31 @@ func (n *Node) Run(ctx context.Context) error {
 			http.Error(w, "Samdrift is not ready.", http.StatusServiceUnavailable)
 			return
 		}
+		if !b.NC.IsConnected() {
+			http.Error(w, "Samdrift is not ready: not connected to NATS.", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "Samdrift is Ready.")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.Handle(store.APIPrefix+"/", n.holder.Authenticate(st.APIHandler(store.APIOptions{
 		Engine: engine, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version,
 	})))
+	mux.Handle("/api/v1/push", n.holder.Authenticate(push.RemoteWrite()))
+	mux.Handle("/otlp/v1/metrics", n.holder.Authenticate(push.OTLP()))
 	mux.HandleFunc("/", n.index)
 	for p, h := range n.cfg.Mount {
 		mux.Handle(p, h)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if n.cfg.TLSCertFile != "" {
+		tlsCfg, err := serverTLS(n.cfg.TLSCertFile, n.cfg.TLSKeyFile, n.cfg.ClientCAFile)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tlsCfg
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 
 	var g run.Group
 	ctx, cancel := context.WithCancel(ctx)
@@ -211,6 +247,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	{
 		g.Add(scr.Run, func(error) { scr.Stop() })
+	}
+	{
+		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { prober.Stop() })
 	}
 	{
 		g.Add(func() error {
@@ -309,4 +348,28 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 	}
 	reg.MustRegister(m.reloadSuccess, m.reloadTime)
 	return m
+}
+
+// serverTLS loads the listener's certificate and, if given, the CA that
+// client certificates must chain to.
+func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA file %s holds no PEM certificate", clientCAFile)
+		}
+		cfg.ClientCAs = pool
+		// Certificates are optional: callers without one use a bearer token.
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
 }
