@@ -215,3 +215,33 @@ func TestMTLS(t *testing.T) {
 	code, _ = do(client(rogue), http.MethodPost, "/api/v1/push", "", rwBody(t, ts(time.Now(), 1, "__name__", "rogue")))
 	require.NotEqual(t, http.StatusNoContent, code)
 }
+
+// TestTokenNew: a token made by `samdrift token new` works once its printed
+// lines are in the catalogue.
+func TestTokenNew(t *testing.T) {
+	out, err := execCommand(binary, "token", "new", "--agency", "beta", "--name", "beta-new").CombinedOutput()
+	require.NoError(t, err, string(out))
+	var token, hash string
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "token: "); ok {
+			token = v
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "token_sha256: "); ok {
+			hash = v
+		}
+	}
+	require.True(t, strings.HasPrefix(token, "sd_"), string(out))
+	require.Equal(t, catalogue.HashToken(token), hash)
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "catalogue.yaml")
+	writeFile(t, cfg, strings.Replace(pushCatalogue(), "    credentials: [{name: beta-cred,", "    credentials: [{name: beta-new, token_sha256: "+hash+"}, {name: beta-cred,", 1))
+	addr := freeAddr(t)
+	start(t, addr, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
+	r := pushRW(t, addr, token, ts(time.Now(), 1, "__name__", "new_token_metric"))
+	require.Equal(t, http.StatusNoContent, r.code, r.body)
+	require.Eventually(t, func() bool { return len(query(t, addr, betaToken, `new_token_metric`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+
+	_, err = execCommand(binary, "token", "new").CombinedOutput()
+	require.Error(t, err, "either --agency or --role is required")
+}
