@@ -26,6 +26,7 @@ type nodeFlags struct {
 	tlsKey           *string
 	clientCA         *string
 	pushMaxBody      *units.Base2Bytes
+	externalURL      *string
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -46,6 +47,7 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.tlsCert = cmd.Flag("http.tls-cert-file", "TLS certificate of the HTTP listener (PEM); serves HTTPS when set.").String()
 	f.tlsKey = cmd.Flag("http.tls-key-file", "TLS key of the HTTP listener (PEM).").String()
 	f.clientCA = cmd.Flag("http.client-ca-file", "CA (PEM) that client certificates must chain to; enables mTLS credentials (cert_subject).").String()
+	f.externalURL = cmd.Flag("web.external-url", "URL under which users reach Samdrift (links in alerts and incidents). Default: http://<http.addr>.").String()
 	f.pushMaxBody = cmd.Flag("push.max-body-bytes", "Largest push request body accepted, compressed or not (413 above).").Default("32MiB").Bytes()
 	f.tracingEndpoint = cmd.Flag("tracing.endpoint", "OTLP/HTTP endpoint for traces, such as http://localhost:4318/v1/traces.").String()
 	return f
@@ -57,8 +59,8 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		NATSURLs: *f.natsURLs, NATSCredsFile: *f.natsCreds, NATSNKeyFile: *f.natsNKey,
 		NATSSyncInterval: *f.natsSyncInterval, NATSReplicas: *f.natsReplicas,
 		TracingEndpoint: *f.tracingEndpoint, Version: getVersion(), Logger: logger,
-		PushMaxBodyBytes: int64(*f.pushMaxBody),
-		TLSCertFile:      *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
+		PushMaxBodyBytes: int64(*f.pushMaxBody), ExternalURL: *f.externalURL,
+		TLSCertFile: *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/collector"
 	"github.com/samdrift/samdrift/router"
+	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/store"
 )
 
@@ -44,6 +46,9 @@ type Config struct {
 	TLSCertFile  string
 	TLSKeyFile   string
 	ClientCAFile string
+	// ExternalURL is how users reach Samdrift (links in alerts); default
+	// http://<HTTPAddr>.
+	ExternalURL string
 	// PushMaxBodyBytes bounds a push request body (0: the default, 32 MiB).
 	PushMaxBodyBytes int64
 	// ReloadInterval is how often the catalogue file is checked for changes.
@@ -164,6 +169,16 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer push.Close()
+
+	engine := store.NewEngine(logger.With("component", "query"), n.reg)
+	ruler := rules.New(rules.Options{
+		Stores: st, Bus: b, Engine: engine, Dir: filepath.Join(n.cfg.DataDir, "rules"),
+		ExternalURL: n.externalURL(ln), Logger: logger.With("component", "rules"), Registerer: n.reg, Tracer: tp,
+	})
+	// Invalid agency rule files are logged and counted; they do not stop startup.
+	_ = ruler.Apply(n.holder.Get())
+	// Rules stop before the store closes: they append to it.
+	defer ruler.Stop()
 	n.holder.Watch(func(c *catalogue.Catalogue) {
 		if err := st.Apply(c); err != nil {
 			logger.Error("apply catalogue to store", "err", err)
@@ -172,9 +187,8 @@ func (n *Node) Run(ctx context.Context) error {
 			logger.Error("apply catalogue to collector", "err", err)
 		}
 		prober.Apply(c)
+		_ = ruler.Apply(c)
 	})
-
-	engine := store.NewEngine(logger.With("component", "query"), n.reg)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Samdrift is Healthy.")
@@ -192,7 +206,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.Handle(store.APIPrefix+"/", n.holder.Authenticate(st.APIHandler(store.APIOptions{
-		Engine: engine, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version,
+		Engine: engine, Rules: ruler.Retriever, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version,
 	})))
 	mux.Handle("/api/v1/push", n.holder.Authenticate(push.RemoteWrite()))
 	mux.Handle("/otlp/v1/metrics", n.holder.Authenticate(push.OTLP()))
@@ -372,4 +386,15 @@ func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return cfg, nil
+}
+
+func (n *Node) externalURL(ln net.Listener) string {
+	if n.cfg.ExternalURL != "" {
+		return strings.TrimSuffix(n.cfg.ExternalURL, "/")
+	}
+	scheme := "http"
+	if n.cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String()
 }

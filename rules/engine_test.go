@@ -1,0 +1,120 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/store"
+)
+
+func engineCatalogue(t *testing.T, dir string) *catalogue.Catalogue {
+	path := filepath.Join(dir, "catalogue.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`provider: {name: P}
+defaults: {evaluation_interval: 1s}
+agencies:
+  - id: alpha
+    name: Alpha
+    phase: run
+    rule_files: [alpha.rules.yml]
+    services: [{id: web, name: Web, tier: high, sla: {availability: 99.5}, probes: [{http: "http://127.0.0.1:1/"}]}]
+  - id: beta
+    name: Beta
+    phase: run
+    services: [{id: api, name: API, tier: low, scrape: [{targets: ["127.0.0.1:1"]}]}]
+`), 0o600))
+	c, err := catalogue.LoadFile(path)
+	require.NoError(t, err)
+	return c
+}
+
+func newEngine(t *testing.T, c *catalogue.Catalogue) (*Engine, *store.Store) {
+	st, err := store.New(store.Options{Dir: filepath.Join(t.TempDir(), "tsdb")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	require.NoError(t, st.Apply(c))
+	e := New(Options{Stores: st, Engine: store.NewEngine(nil, nil), Dir: t.TempDir(), ExternalURL: "http://s"})
+	t.Cleanup(e.Stop)
+	return e, st
+}
+
+func TestEngineRuleFilesAndIsolation(t *testing.T) {
+	dir := t.TempDir()
+	c := engineCatalogue(t, dir)
+	rf := filepath.Join(dir, "alpha.rules.yml")
+	good := "groups:\n  - name: alpha-own\n    rules:\n      - record: alpha:up:sum\n        expr: sum(up)\n"
+	require.NoError(t, os.WriteFile(rf, []byte(good), 0o600))
+	e, _ := newEngine(t, c)
+	require.NoError(t, e.Apply(c))
+
+	names := func(id catalogue.Identity) []string {
+		var out []string
+		for _, g := range e.Retriever(catalogue.NewContext(context.Background(), id)).RuleGroups() {
+			out = append(out, g.File()[strings.LastIndex(g.File(), "/")+1:]+":"+g.Name())
+		}
+		return out
+	}
+	alpha := catalogue.Identity{Role: catalogue.RoleAgency, Agency: "alpha"}
+	beta := catalogue.Identity{Role: catalogue.RoleAgency, Agency: "beta"}
+	require.Contains(t, names(alpha), "alpha.rules.yml:alpha-own")
+	require.Contains(t, names(alpha), "sla.yml:sla-slots")
+	for _, n := range names(beta) {
+		require.NotContains(t, n, "alpha", "beta sees none of alpha's rules")
+	}
+	require.Contains(t, names(catalogue.Identity{Role: catalogue.RoleOps}), "alpha.rules.yml:alpha-own")
+	require.Empty(t, e.Retriever(context.Background()).RuleGroups(), "no identity, no rules")
+	for _, ar := range e.Retriever(catalogue.NewContext(context.Background(), beta)).AlertingRules() {
+		require.NotEqual(t, "alpha", ar.Labels().Get("agency"))
+	}
+
+	for _, tc := range []struct {
+		name, content, want string
+		// sameAsPromtool: Debian's promtool (2.42) words the message as
+		// we do; for durations it predates the wording of the Prometheus
+		// library we ship, whose own promtool prints our text.
+		sameAsPromtool bool
+	}{
+		{"syntax error", "groups:\n  - name: broken\n    rules:\n      - record: x\n        expr: sum(up\n", "could not parse expression", true},
+		{"unknown function", "groups:\n  - name: broken\n    rules:\n      - record: x\n        expr: nosuchfn(up)\n", `unknown function with name "nosuchfn"`, true},
+		{"bad duration", "groups:\n  - name: broken\n    rules:\n      - alert: X\n        expr: up == 0\n        for: 5 minutes\n", `unknown unit " minutes" in duration "5 minutes"`, false},
+		{"reads another agency", "groups:\n  - name: sneaky\n    rules:\n      - record: x\n        expr: sum(up{agency=\"beta\"})\n", `selector up{agency="beta"} names agency "beta": an agency's rules can only read its own data`, false},
+		{"regex naming another agency", "groups:\n  - name: sneaky\n    rules:\n      - alert: X\n        expr: up{agency=~\"al.*|be.*\"} == 0\n", `names agency "beta"`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(rf, []byte(tc.content), 0o600))
+			err := e.Apply(c)
+			require.ErrorContains(t, err, "error loading rules, previous rule set restored")
+			// The previous rules keep running.
+			require.Contains(t, names(alpha), "alpha.rules.yml:alpha-own")
+			// The message is the one promtool gives for the same file.
+			_, problems := (&loader{agency: "alpha", catalogue: c, parser: e.parser}).Load(rf, false, model.UTF8Validation)
+			require.NotEmpty(t, problems)
+			require.Contains(t, fmt.Sprint(problems), tc.want)
+			if pt, err := exec.LookPath("promtool"); err == nil && tc.sameAsPromtool {
+				out, _ := exec.Command(pt, "check", "rules", rf).CombinedOutput()
+				for _, p := range problems {
+					require.Contains(t, string(out), firstLine(p.Error()), "promtool says it too")
+				}
+			}
+		})
+	}
+	// A fixed file is picked up by the next reload.
+	require.NoError(t, os.WriteFile(rf, []byte(strings.ReplaceAll(good, "alpha-own", "alpha-fixed")), 0o600))
+	require.NoError(t, e.Apply(c))
+	require.Contains(t, names(alpha), "alpha.rules.yml:alpha-fixed")
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
