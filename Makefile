@@ -8,7 +8,7 @@ UNIT_PKGS := $(shell $(GO) list ./... | grep -v /internal/e2e)
 
 FUZZTIME  ?= 30s
 
-.PHONY: help build run test test-unit test-e2e bench fuzz fmt lint tidy-check clean
+.PHONY: help build run test test-unit test-e2e bench fuzz golden fmt lint tidy-check clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,9 @@ fuzz: ## Run every native fuzz target for FUZZTIME (default 30s) each.
 	    echo "--- $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+golden: ## Regenerate golden files (generated rules); review the diff before committing.
+	$(GO) test ./rules -run TestGolden -update
 
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')

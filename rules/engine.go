@@ -52,7 +52,9 @@ type Options struct {
 	// --rules.alert.resend-delay).
 	ResendDelay time.Duration
 	// OutageTolerance and ForGracePeriod govern restoring `for` state after a
-	// restart, as Prometheus's flags of the same names.
+	// restart, as Prometheus's flags of the same names. The grace period is 0
+	// by default: a pending alert keeps the time it has already waited, so a
+	// restart delays it by no more than the restart took.
 	OutageTolerance time.Duration
 	ForGracePeriod  time.Duration
 }
@@ -99,9 +101,6 @@ func New(o Options) *Engine {
 	}
 	if o.OutageTolerance == 0 {
 		o.OutageTolerance = time.Hour
-	}
-	if o.ForGracePeriod == 0 {
-		o.ForGracePeriod = 10 * time.Minute
 	}
 	reg := o.Registerer
 	if reg == nil {
