@@ -160,6 +160,13 @@ func (b *Bus) StreamConfigs() []jetstream.StreamConfig {
 			Replicas: r, Duplicates: 2 * time.Minute, MaxAge: 7 * 24 * time.Hour,
 		},
 		{
+			// Ticket deliveries, one durable consumer per backend: a message
+			// is removed once every backend has taken it.
+			Name: StreamOutbox, Subjects: []string{"outbox.>"},
+			Retention: jetstream.InterestPolicy, Storage: jetstream.FileStorage,
+			Replicas: r, Duplicates: 10 * time.Minute, MaxAge: 30 * 24 * time.Hour,
+		},
+		{
 			Name: StreamEvents, Subjects: []string{"agency.*.events"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
 			Replicas: r, Duplicates: 2 * time.Minute, MaxAge: 7 * 24 * time.Hour,
@@ -174,6 +181,18 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// KeyValue opens (creating if needed) a KV bucket with the bus's
+// replication factor and file storage.
+func (b *Bus) KeyValue(ctx context.Context, bucket string, history uint8) (jetstream.KeyValue, error) {
+	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucket, History: history, Storage: jetstream.FileStorage, Replicas: b.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", bucket, err)
+	}
+	return kv, nil
 }
 
 // Replicas is the configured replication factor.

@@ -17,7 +17,19 @@ const (
 	StreamMetrics = "METRICS"
 	StreamAlerts  = "ALERTS"
 	StreamEvents  = "EVENTS"
+	StreamOutbox  = "OUTBOX"
 )
+
+// KV buckets.
+const (
+	// BucketIncidentState holds the current incident of each dedup key.
+	BucketIncidentState = "incident_state"
+	// BucketIncidents is the built-in incident store, by incident id.
+	BucketIncidents = "incidents"
+)
+
+// OutboxSubject is where deliveries of an agency's incidents are queued.
+func OutboxSubject(agency string) string { return "outbox." + agency }
 
 // Source kinds, the first token of a source.
 const (

@@ -118,6 +118,8 @@ type Agency struct {
 	Maintenance    []Maintenance  `yaml:"maintenance"`
 	RelabelConfigs RelabelConfigs `yaml:"relabel_configs"`
 	RuleFiles      []string       `yaml:"rule_files"`
+	// ReopenWindow overrides ticketing.reopen_window for this agency.
+	ReopenWindow Duration `yaml:"reopen_window"`
 
 	limits   Limits
 	location *time.Location
@@ -179,11 +181,20 @@ type Maintenance struct {
 	End      time.Time `yaml:"end"`
 }
 
-// Ticketing selects and configures the incident backend.
+// Ticketing selects and configures the incident backend and lifecycle.
 type Ticketing struct {
 	Backend      string       `yaml:"backend"`
 	ReopenWindow Duration     `yaml:"reopen_window"`
 	Remedy       RemedyServer `yaml:"remedy"`
+	// GroupBy are alert labels that, with agency, service and alertname,
+	// make an incident's dedup key.
+	GroupBy []string `yaml:"group_by"`
+	// FlapWindow and FlapThreshold: that many open/resolve transitions
+	// within the window mark an incident flapping (it stays open).
+	FlapWindow    Duration `yaml:"flap_window"`
+	FlapThreshold int      `yaml:"flap_threshold"`
+	// Onboarding is where incidents of agencies in phase build go.
+	Onboarding Remedy `yaml:"onboarding"`
 }
 
 // RemedyServer is how Samdrift reaches the Remedy AR REST API.

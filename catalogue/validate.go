@@ -122,6 +122,26 @@ func (v *validator) validate(c *Catalogue) {
 	if c.Ticketing.ReopenWindow == 0 {
 		c.Ticketing.ReopenWindow = Duration(time.Hour)
 	}
+	if c.Ticketing.FlapWindow == 0 {
+		c.Ticketing.FlapWindow = Duration(time.Hour)
+	}
+	switch {
+	case c.Ticketing.FlapThreshold == 0:
+		c.Ticketing.FlapThreshold = 4
+	case c.Ticketing.FlapThreshold < 2:
+		v.errorf([]any{"ticketing", "flap_threshold"}, "flap_threshold must be at least 2, got %d", c.Ticketing.FlapThreshold)
+	}
+	for i, l := range c.Ticketing.GroupBy {
+		if !model.UTF8Validation.IsValidLabelName(l) || slices.Contains([]string{"agency", "service", "alertname"}, l) {
+			v.errorf([]any{"ticketing", "group_by", i}, "group_by label %q must be a label name other than agency, service and alertname (always part of the key)", l)
+		}
+	}
+	if c.Ticketing.Onboarding.Company == "" {
+		c.Ticketing.Onboarding.Company = c.Provider.Name
+	}
+	if c.Ticketing.Onboarding.AssignedGroup == "" {
+		c.Ticketing.Onboarding.AssignedGroup = "Onboarding"
+	}
 	if c.Ticketing.Backend == "remedy" {
 		v.url([]any{"ticketing", "remedy", "url"}, c.Ticketing.Remedy.URL, "ticketing.remedy.url")
 	}

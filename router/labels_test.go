@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
 )
 
@@ -36,17 +37,17 @@ func TestRelabelWriteRequest(t *testing.T) {
 		in   prompb.TimeSeries
 		want map[string]string // nil: dropped
 	}{
-		{"adds agency and service", source{alpha, "web"}, series("__name__", "up", "job", "web"),
+		{"adds agency and service", source{agency: alpha, service: "web"}, series("__name__", "up", "job", "web"),
 			map[string]string{"__name__": "up", "job": "web", "agency": "alpha", "service": "web"}},
-		{"sender's agency is exported, never trusted", source{alpha, "web"}, series("__name__", "m", "agency", "beta"),
+		{"sender's agency is exported, never trusted", source{agency: alpha, service: "web"}, series("__name__", "m", "agency", "beta"),
 			map[string]string{"__name__": "m", "agency": "alpha", "exported_agency": "beta", "service": "web"}},
-		{"existing exported_agency is kept", source{alpha, "web"}, series("__name__", "m", "agency", "beta", "exported_agency", "gamma"),
+		{"existing exported_agency is kept", source{agency: alpha, service: "web"}, series("__name__", "m", "agency", "beta", "exported_agency", "gamma"),
 			map[string]string{"__name__": "m", "agency": "alpha", "exported_agency": "gamma", "exported_exported_agency": "beta", "service": "web"}},
-		{"service-bound source exports service", source{alpha, "web"}, series("__name__", "m", "service", "other"),
+		{"service-bound source exports service", source{agency: alpha, service: "web"}, series("__name__", "m", "service", "other"),
 			map[string]string{"__name__": "m", "agency": "alpha", "service": "web", "exported_service": "other"}},
-		{"push source keeps sender's service", source{alpha, ""}, series("__name__", "m", "service", "checkout", "agency", "beta"),
+		{"push source keeps sender's service", source{agency: alpha}, series("__name__", "m", "service", "checkout", "agency", "beta"),
 			map[string]string{"__name__": "m", "agency": "alpha", "service": "checkout", "exported_agency": "beta"}},
-		{"agency relabel rules apply", source{alpha, "web"}, series("__name__", "debug_x"), nil},
+		{"agency relabel rules apply", source{agency: alpha, service: "web"}, series("__name__", "debug_x"), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{tc.in}}
@@ -96,7 +97,7 @@ agencies:
 		{[]string{"scrape", "plan", "web"}, "", "", "plan_phase"},
 		{[]string{"forged", "alpha"}, "", "", "unknown_source"},
 	} {
-		src, err := resolve(cat, tc.tokens)
+		src, err := resolve(cat, tc.tokens, bus.KindMetrics)
 		if tc.reason != "" {
 			var rej *rejection
 			require.ErrorAs(t, err, &rej, "%v", tc.tokens)

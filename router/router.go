@@ -125,7 +125,7 @@ func (r *Router) Run(ctx context.Context) error {
 
 type pending struct {
 	in      jetstream.Msg
-	fut     jetstream.PubAckFuture
+	futs    []jetstream.PubAckFuture
 	verdict *verdict
 }
 
@@ -157,34 +157,56 @@ func (r *Router) routeBatch(ctx context.Context, batch []jetstream.Msg) {
 			_ = m.NakWithDelay(time.Second)
 			continue
 		}
-		if res.out == nil {
+		if len(res.outs) == 0 {
 			// Nothing left to forward (all refused or dropped by relabelling).
 			_ = m.Ack()
 			r.answer(res.final())
 			continue
 		}
-		fut, err := r.opts.Bus.JS.PublishMsgAsync(res.out, jetstream.WithMsgID(msgID(m)))
-		if err != nil {
-			r.logger.Warn("publish failed, will retry", "subject", res.out.Subject, "err", err)
+		p := pending{in: m, verdict: res.final()}
+		for i, out := range res.outs {
+			id := msgID(m)
+			if len(res.outs) > 1 {
+				id += "-" + strconv.Itoa(i)
+			}
+			fut, err := r.opts.Bus.JS.PublishMsgAsync(out, jetstream.WithMsgID(id))
+			if err != nil {
+				r.logger.Warn("publish failed, will retry", "subject", out.Subject, "err", err)
+				p.futs = nil
+				break
+			}
+			p.futs = append(p.futs, fut)
+		}
+		if p.futs == nil {
 			_ = m.NakWithDelay(time.Second)
 			continue
 		}
-		outs = append(outs, pending{in: m, fut: fut, verdict: res.final()})
+		outs = append(outs, p)
 	}
 	timeout := time.After(30 * time.Second)
 	for _, p := range outs {
-		select {
-		case <-p.fut.Ok():
-			_ = p.in.Ack()
-			r.answer(p.verdict)
-		case err := <-p.fut.Err():
-			r.logger.Warn("publish not acknowledged, will retry", "subject", p.fut.Msg().Subject, "err", err)
-			_ = p.in.NakWithDelay(time.Second)
-		case <-timeout:
-			_ = p.in.NakWithDelay(time.Second)
-		case <-ctx.Done():
-			return // unacked inputs are redelivered
+		ok := true
+	wait:
+		for _, fut := range p.futs {
+			select {
+			case <-fut.Ok():
+			case err := <-fut.Err():
+				r.logger.Warn("publish not acknowledged, will retry", "subject", fut.Msg().Subject, "err", err)
+				ok = false
+				break wait
+			case <-timeout:
+				ok = false
+				break wait
+			case <-ctx.Done():
+				return // unacked inputs are redelivered
+			}
 		}
+		if !ok {
+			_ = p.in.NakWithDelay(time.Second)
+			continue
+		}
+		_ = p.in.Ack()
+		r.answer(p.verdict)
 	}
 }
 
@@ -222,8 +244,8 @@ func reject(reason string, format string, args ...any) error {
 
 // result is what routing one message produced.
 type result struct {
-	out        *nats.Msg // nil: nothing to forward
-	verdictSub string    // where the push receiver waits, if it does
+	outs       []*nats.Msg // none: nothing to forward
+	verdictSub string      // where the push receiver waits, if it does
 	outcome    outcome
 }
 
@@ -256,16 +278,23 @@ func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstrea
 	if !ok {
 		return res, reject("bad_subject", "subject %q is not ingest.<kind>.<source>", m.Subject())
 	}
-	src, err := resolve(cat, source)
+	src, err := resolve(cat, source, kind)
 	if err != nil {
 		return res, err
 	}
+	agencyAttr := "provider"
+	if src.agency != nil {
+		agencyAttr = src.agency.ID
+	}
 	ctx, span := r.tracer.Start(bus.ExtractTrace(ctx, m.Headers()), "router.route",
-		trace.WithAttributes(attribute.String("agency", src.agency.ID), attribute.String("kind", kind)))
+		trace.WithAttributes(attribute.String("agency", agencyAttr), attribute.String("kind", kind)))
 	defer span.End()
 
 	switch kind {
 	case bus.KindMetrics:
+		if src.agency == nil {
+			return res, reject("not_agency_credential", "metrics need an agency source")
+		}
 		if err := bus.DecodeMetrics(m.Data(), wr); err != nil {
 			span.SetStatus(codes.Error, err.Error())
 			return res, reject("undecodable", "%v", err)
@@ -283,8 +312,16 @@ func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstrea
 		}
 		r.metrics.samples.WithLabelValues(src.agency.ID).Add(float64(res.outcome.accepted))
 		r.metrics.batches.WithLabelValues(src.agency.ID, kind).Inc()
-		res.out = &nats.Msg{Subject: bus.AgencySubject(src.agency.ID, kind), Data: data, Header: nats.Header{}}
-		bus.InjectTrace(ctx, res.out)
+		out := &nats.Msg{Subject: bus.AgencySubject(src.agency.ID, kind), Data: data, Header: nats.Header{}}
+		bus.InjectTrace(ctx, out)
+		res.outs = []*nats.Msg{out}
+		return res, nil
+	case bus.KindAlerts:
+		outs, err := r.routeAlerts(ctx, cat, src, m.Data())
+		if err != nil {
+			return res, err
+		}
+		res.outs = outs
 		return res, nil
 	default:
 		return res, reject("unknown_kind", "no route for kind %q", kind)

@@ -9,13 +9,16 @@ import (
 type source struct {
 	agency  *catalogue.Agency
 	service string // set when the source is bound to one service (scrapes, probes)
+	// provider is set for the provider's own ops/admin credentials, which
+	// may push alerts naming any agency (their own Alertmanager).
+	provider bool
 }
 
 // resolve maps the source tokens of an ingest subject to the agency the
 // catalogue assigns them. Only the subject is trusted: collectors choose it
 // from what they authenticated, and on a NATS cluster account permissions
 // keep senders to their own subjects.
-func resolve(cat *catalogue.Catalogue, tokens []string) (source, error) {
+func resolve(cat *catalogue.Catalogue, tokens []string, kind string) (source, error) {
 	var s source
 	switch {
 	case (tokens[0] == bus.SourceScrape || tokens[0] == bus.SourceProbe) && len(tokens) == 3:
@@ -33,6 +36,10 @@ func resolve(cat *catalogue.Catalogue, tokens []string) (source, error) {
 			return s, reject("unknown_credential", "push from unknown credential %q", tokens[1])
 		}
 		if id.Role != catalogue.RoleAgency {
+			if kind == bus.KindAlerts {
+				s.provider = true
+				return s, nil
+			}
 			return s, reject("not_agency_credential", "credential %q is not an agency credential", tokens[1])
 		}
 		s.agency = cat.Agency(id.Agency)

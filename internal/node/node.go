@@ -28,6 +28,8 @@ import (
 	"github.com/samdrift/samdrift/router"
 	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/store"
+	"github.com/samdrift/samdrift/ticketing"
+	"github.com/samdrift/samdrift/ticketing/builtin"
 )
 
 // Config configures a node.
@@ -69,6 +71,8 @@ type Node struct {
 	holder  *catalogue.Holder
 	ready   atomic.Bool
 	metrics *nodeMetrics
+	// incidents is the built-in incident store, set once running.
+	incidents *builtin.Store
 }
 
 // New loads and validates the catalogue; it refuses an invalid one.
@@ -189,6 +193,26 @@ func (n *Node) Run(ctx context.Context) error {
 		prober.Apply(c)
 		_ = ruler.Apply(c)
 	})
+	tk, err := ticketing.New(ctx, ticketing.Options{
+		Bus: b, Catalogue: n.holder, Logger: logger.With("component", "ticketing"), Registerer: n.reg, Tracer: tp,
+	})
+	if err != nil {
+		return err
+	}
+	incidents, err := builtin.Open(ctx, b)
+	if err != nil {
+		return err
+	}
+	n.incidents = incidents
+	deliveries := []ticketing.DeliveryOptions{{Name: "builtin", Backend: incidents, Primary: true}}
+	// Every backend's outbox consumer exists before the first alert is
+	// processed, so no delivery is enqueued without a reader.
+	for _, d := range deliveries {
+		if _, err := tk.EnsureDelivery(ctx, d); err != nil {
+			return err
+		}
+	}
+	audit := logger.With("component", "audit")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Samdrift is Healthy.")
@@ -210,6 +234,9 @@ func (n *Node) Run(ctx context.Context) error {
 	})))
 	mux.Handle("/api/v1/push", n.holder.Authenticate(push.RemoteWrite()))
 	mux.Handle("/otlp/v1/metrics", n.holder.Authenticate(push.OTLP()))
+	mux.Handle("/api/v1/alerts", n.holder.Authenticate(push.Alerts()))
+	mux.Handle(builtin.APIPrefix, n.holder.Authenticate(builtin.API(incidents, audit)))
+	mux.Handle(builtin.APIPrefix+"/", n.holder.Authenticate(builtin.API(incidents, audit)))
 	mux.HandleFunc("/", n.index)
 	for p, h := range n.cfg.Mount {
 		mux.Handle(p, h)
@@ -261,6 +288,13 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	{
 		g.Add(scr.Run, func(error) { scr.Stop() })
+	}
+	{
+		tctx, tcancel := context.WithCancel(ctx)
+		g.Add(func() error { return tk.Run(tctx) }, func(error) { tcancel() })
+		for _, d := range deliveries {
+			g.Add(func() error { return tk.RunDelivery(tctx, d) }, func(error) { tcancel() })
+		}
 	}
 	{
 		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { prober.Stop() })

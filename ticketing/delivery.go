@@ -1,0 +1,193 @@
+package ticketing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/samdrift/samdrift/bus"
+)
+
+// Backend is a ticket system incidents are delivered to.
+type Backend interface {
+	// Deliver makes the backend's ticket reflect inc and returns the ticket
+	// reference. It must be idempotent on the incident: a repeat after a
+	// crash, or an older version after a newer one, changes nothing.
+	Deliver(ctx context.Context, inc *Incident) (ticket string, err error)
+}
+
+// TemporaryError is a delivery failure worth retrying (backend down, slow,
+// rate limited). RetryAfter, if set, is how long the backend asked to wait.
+type TemporaryError struct {
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *TemporaryError) Error() string { return "temporary: " + e.Err.Error() }
+func (e *TemporaryError) Unwrap() error { return e.Err }
+
+// Temporary marks err as worth retrying.
+func Temporary(err error, retryAfter time.Duration) error {
+	return &TemporaryError{Err: err, RetryAfter: retryAfter}
+}
+
+// DeliveryOptions configure one backend's delivery worker.
+type DeliveryOptions struct {
+	// Name of the backend; the durable consumer is "deliver-<name>".
+	Name    string
+	Backend Backend
+	// Primary: the backend whose ticket reference the incident shows.
+	Primary bool
+	// MinBackoff and MaxBackoff bound the retry delay, which doubles per
+	// failure (with jitter): while the backend is down only one attempt per
+	// delay reaches it, and deliveries resume in order when it is back.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// EnsureDelivery creates the backend's outbox consumer, so that everything
+// enqueued from now on is kept for it. Call it before processing alerts.
+func (e *Engine) EnsureDelivery(ctx context.Context, o DeliveryOptions) (jetstream.Consumer, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cons, err := e.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamOutbox, jetstream.ConsumerConfig{
+		Durable:   "deliver-" + o.Name,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   2 * time.Minute,
+		// One at a time: deliveries reach the backend in the order the
+		// incidents changed.
+		MaxAckPending: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create delivery consumer for %s: %w", o.Name, err)
+	}
+	return cons, nil
+}
+
+// RunDelivery delivers the outbox to one backend until ctx ends.
+func (e *Engine) RunDelivery(ctx context.Context, o DeliveryOptions) error {
+	if o.MinBackoff == 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = time.Minute
+	}
+	cons, err := e.EnsureDelivery(ctx, o)
+	if err != nil {
+		return err
+	}
+	up := e.metrics.backendUp(o.Name)
+	up.Set(1)
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			if ctx.Err() == nil {
+				time.Sleep(time.Second)
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			e.deliver(ctx, o, m, up)
+		}
+	}
+	return nil
+}
+
+// deliver retries one outbox entry until the backend takes it, refuses it
+// for good, or ctx ends (then it is redelivered after a restart).
+func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg, up prometheus.Gauge) {
+	var inc Incident
+	if err := json.Unmarshal(m.Data(), &inc); err != nil {
+		e.logger.Error("dropping undecodable delivery", "backend", o.Name, "err", err)
+		_ = m.Term()
+		return
+	}
+	backoff := o.MinBackoff
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		ticket, err := o.Backend.Deliver(ctx, &inc)
+		e.metrics.deliverySeconds.WithLabelValues(o.Name).Observe(time.Since(start).Seconds())
+		if err == nil {
+			up.Set(1)
+			_ = m.Ack()
+			e.metrics.delivered.WithLabelValues(o.Name).Inc()
+			if o.Primary {
+				e.recordDelivery(ctx, &inc, ticket, "")
+			}
+			return
+		}
+		var tmp *TemporaryError
+		if !errors.As(err, &tmp) {
+			e.metrics.failed.WithLabelValues(o.Name).Inc()
+			e.logger.Error("backend refused incident; it will not be retried", "backend", o.Name, "incident", inc.ID, "agency", inc.Agency, "err", err)
+			if o.Primary {
+				e.recordDelivery(ctx, &inc, "", err.Error())
+			}
+			_ = m.Ack()
+			return
+		}
+		up.Set(0)
+		e.metrics.retries.WithLabelValues(o.Name).Inc()
+		wait := backoff
+		if tmp.RetryAfter > wait {
+			wait = tmp.RetryAfter
+		}
+		wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+		if attempt == 1 || attempt%10 == 0 {
+			e.logger.Warn("delivery failed, retrying", "backend", o.Name, "incident", inc.ID, "attempt", attempt, "retry_in", wait, "err", err)
+		}
+		backoff = min(backoff*2, o.MaxBackoff)
+		if !sleepInProgress(ctx, m, wait) {
+			return
+		}
+	}
+}
+
+// sleepInProgress waits, telling JetStream the message is still being
+// worked on so it is not redelivered elsewhere.
+func sleepInProgress(ctx context.Context, m jetstream.Msg, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(min(left, 30*time.Second)):
+			_ = m.InProgress()
+		}
+	}
+}
+
+// recordDelivery notes the ticket reference (or a permanent failure) on the
+// incident's state, if the key still holds that incident.
+func (e *Engine) recordDelivery(ctx context.Context, inc *Incident, ticket, failure string) {
+	stored := inc.StateKey
+	for range 10 {
+		cur, rev, err := e.load(ctx, stored)
+		if err != nil || cur == nil || cur.ID != inc.ID {
+			return
+		}
+		if cur.Delivered >= inc.Version && cur.Ticket == ticket && cur.DeliveryError == failure {
+			return
+		}
+		cur.Delivered = max(cur.Delivered, inc.Version)
+		if ticket != "" {
+			cur.Ticket = ticket
+		}
+		cur.DeliveryError = failure
+		b, _ := json.Marshal(cur)
+		if _, err := e.state.Update(ctx, stored, b, rev); err == nil || (!errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists)) {
+			return
+		}
+	}
+}
+
+func (m *metrics) backendUp(name string) prometheus.Gauge { return m.up.WithLabelValues(name) }

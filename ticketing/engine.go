@@ -1,0 +1,382 @@
+package ticketing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/samdrift/samdrift/bus"
+	"github.com/samdrift/samdrift/catalogue"
+)
+
+// Durable is the name of the ticketing replicas' shared consumer of
+// agency.*.alerts.
+const Durable = "ticketing"
+
+// Options configure the incident engine.
+type Options struct {
+	Bus        *bus.Bus
+	Catalogue  *catalogue.Holder
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Tracer     trace.TracerProvider
+	Now        func() time.Time
+	// SweepInterval is how often open incidents are checked for expired
+	// alerts and quiet flapping.
+	SweepInterval time.Duration
+}
+
+// Engine turns alerts into incidents.
+type Engine struct {
+	opts    Options
+	logger  *slog.Logger
+	tracer  trace.Tracer
+	state   jetstream.KeyValue
+	metrics *metrics
+}
+
+// New opens the incident state bucket.
+func New(ctx context.Context, o Options) (*Engine, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Tracer == nil {
+		o.Tracer = noop.NewTracerProvider()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = 30 * time.Second
+	}
+	kv, err := o.Bus.KeyValue(ctx, bus.BucketIncidentState, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{
+		opts: o, logger: o.Logger, tracer: o.Tracer.Tracer("github.com/samdrift/samdrift/ticketing"),
+		state: kv, metrics: newMetrics(o.Registerer),
+	}, nil
+}
+
+// Run consumes agency.*.alerts and sweeps open incidents until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cons, err := e.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamAlerts, jetstream.ConsumerConfig{
+		Durable:       Durable,
+		FilterSubject: "agency.*.alerts",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 256,
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("create ticketing consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { e.handle(ctx, m) }, jetstream.PullMaxMessages(64))
+	if err != nil {
+		return fmt.Errorf("consume alerts: %w", err)
+	}
+	defer cc.Stop()
+	t := time.NewTicker(e.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+				e.logger.Warn("sweep incidents", "err", err)
+			}
+		}
+	}
+}
+
+// handle processes one message of alerts; it is acked only when every
+// alert's incident state and outbox entry are stored.
+func (e *Engine) handle(ctx context.Context, m jetstream.Msg) {
+	agency, kind, ok := bus.ParseAgencySubject(m.Subject())
+	if !ok || kind != bus.KindAlerts {
+		_ = m.Term()
+		return
+	}
+	var alerts []bus.Alert
+	if err := json.Unmarshal(m.Data(), &alerts); err != nil {
+		e.logger.Error("dropping undecodable alerts", "agency", agency, "err", err)
+		e.metrics.skipped.WithLabelValues(agency, "undecodable").Inc()
+		_ = m.Term()
+		return
+	}
+	ctx, span := e.tracer.Start(bus.ExtractTrace(ctx, m.Headers()), "ticketing.process",
+		trace.WithAttributes(attribute.String("agency", agency), attribute.Int("alerts", len(alerts))))
+	defer span.End()
+	if err := e.Process(ctx, agency, alerts); err != nil {
+		e.logger.Warn("alerts not processed, will retry", "agency", agency, "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
+// Process applies alerts of one agency to their incidents.
+func (e *Engine) Process(ctx context.Context, agency string, alerts []bus.Alert) error {
+	cat := e.opts.Catalogue.Get()
+	for _, a := range alerts {
+		t, reason := TargetFor(cat, agency, a)
+		if reason != "" {
+			e.metrics.skipped.WithLabelValues(agency, reason).Inc()
+			if reason == "maintenance" {
+				e.logger.Info("no incident: alert raised in a maintenance window", "agency", agency, "alert", describeAlert(a))
+			}
+			continue
+		}
+		if err := e.apply(ctx, t, func(cur *Incident, now time.Time) (*Incident, Change) {
+			return Apply(cur, a, t, now)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply runs one state change with compare-and-set: two replicas applying
+// alerts of one key at once retry on conflict, so a key never gets two
+// incidents. It then makes sure the stored version is in the outbox.
+func (e *Engine) apply(ctx context.Context, t Target, f func(*Incident, time.Time) (*Incident, Change)) error {
+	for attempt := 0; ; attempt++ {
+		cur, rev, err := e.load(ctx, t.StoredKey)
+		if err != nil {
+			return err
+		}
+		next, change := f(cur, e.opts.Now())
+		if change == Unchanged {
+			// Nothing new, but a crash may have cut off the outbox entry of
+			// the stored version: hand it over again (de-duplicated).
+			if cur != nil && cur.Enqueued < cur.Version {
+				return e.enqueue(ctx, t.StoredKey, cur, rev)
+			}
+			return nil
+		}
+		if change == Changed {
+			if cur != nil && cur.ID == next.ID {
+				next.Version = cur.Version + 1
+			} else {
+				next.Version = 1
+				e.metrics.opened.WithLabelValues(next.Agency, next.Queue).Inc()
+			}
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		var newRev uint64
+		if rev == 0 {
+			newRev, err = e.state.Create(ctx, t.StoredKey, b)
+		} else {
+			newRev, err = e.state.Update(ctx, t.StoredKey, b, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			e.metrics.conflicts.Inc()
+			if attempt > 50 {
+				return fmt.Errorf("incident %s: too many concurrent updates", t.Key)
+			}
+			continue // another replica got there first: apply to its result
+		}
+		if err != nil {
+			return fmt.Errorf("store incident %s: %w", t.Key, err)
+		}
+		if next.Enqueued < next.Version {
+			return e.enqueue(ctx, t.StoredKey, next, newRev)
+		}
+		return nil
+	}
+}
+
+func (e *Engine) load(ctx context.Context, key string) (*Incident, uint64, error) {
+	ent, err := e.state.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load incident state: %w", err)
+	}
+	var inc Incident
+	if err := json.Unmarshal(ent.Value(), &inc); err != nil {
+		return nil, 0, fmt.Errorf("decode incident state %s: %w", key, err)
+	}
+	return &inc, ent.Revision(), nil
+}
+
+// enqueue publishes the incident's current version to the outbox (its
+// JetStream message id makes a repeat a no-op) and records that it did.
+func (e *Engine) enqueue(ctx context.Context, key string, inc *Incident, rev uint64) error {
+	b, err := json.Marshal(inc)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: bus.OutboxSubject(inc.Agency), Data: b, Header: nats.Header{}}
+	bus.InjectTrace(ctx, msg)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := e.opts.Bus.JS.PublishMsg(pctx, msg, jetstream.WithMsgID(inc.ID+"-"+strconv.FormatUint(inc.Version, 10))); err != nil {
+		return fmt.Errorf("enqueue delivery of %s: %w", inc.ID, err)
+	}
+	inc.Enqueued = inc.Version
+	nb, err := json.Marshal(inc)
+	if err != nil {
+		return err
+	}
+	if _, err := e.state.Update(ctx, key, nb, rev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+		// A concurrent update carries a newer version and enqueues it;
+		// anything else is worth a retry of the whole message.
+		return fmt.Errorf("record enqueue of %s: %w", inc.ID, err)
+	}
+	return nil
+}
+
+// Sweep applies the passage of time to every open incident (expired alerts,
+// quiet flapping incidents), and re-enqueues any version a crash left out
+// of the outbox.
+func (e *Engine) Sweep(ctx context.Context) error {
+	lister, err := e.state.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		return err
+	}
+	cat := e.opts.Catalogue.Get()
+	for key := range lister.Keys() {
+		cur, _, err := e.load(ctx, key)
+		if err != nil || cur == nil {
+			continue
+		}
+		if !cur.Open() && cur.Enqueued >= cur.Version {
+			continue
+		}
+		p := PolicyFor(cat, cur.Agency)
+		t := Target{StoredKey: key, Key: cur.Key}
+		if err := e.apply(ctx, t, func(c *Incident, now time.Time) (*Incident, Change) { return Sweep(c, p, now) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Incident returns the current incident of a stored key (tests, tools).
+func (e *Engine) Incident(ctx context.Context, storedKey string) (*Incident, error) {
+	inc, _, err := e.load(ctx, storedKey)
+	return inc, err
+}
+
+// PolicyFor returns the lifecycle policy of an agency.
+func PolicyFor(cat *catalogue.Catalogue, agency string) Policy {
+	p := Policy{
+		ReopenWindow:  time.Duration(cat.Ticketing.ReopenWindow),
+		FlapWindow:    time.Duration(cat.Ticketing.FlapWindow),
+		FlapThreshold: cat.Ticketing.FlapThreshold,
+	}
+	if a := cat.Agency(agency); a != nil && a.ReopenWindow != 0 {
+		p.ReopenWindow = time.Duration(a.ReopenWindow)
+	}
+	return p
+}
+
+// TargetFor decides where an alert's incident belongs, from the catalogue.
+// A non-empty reason means no incident: the reason is counted.
+func TargetFor(cat *catalogue.Catalogue, agency string, a bus.Alert) (Target, string) {
+	ag := cat.Agency(agency)
+	switch {
+	case ag == nil:
+		return Target{}, "unknown_agency"
+	case ag.Phase == catalogue.PhasePlan:
+		return Target{}, "plan_phase"
+	case a.Labels["maintenance"] == "true":
+		return Target{}, "maintenance"
+	case a.Labels["alertname"] == "":
+		return Target{}, "no_alertname"
+	}
+	service := a.Labels["service"]
+	t := Target{Agency: agency, Service: service, Tier: "medium", Policy: PolicyFor(cat, agency)}
+	rem := ag.Remedy
+	if svc := ag.Service(service); svc != nil {
+		t.Tier = svc.Tier
+		if svc.Remedy != nil {
+			rem = *svc.Remedy
+		}
+	}
+	if ag.Phase == catalogue.PhaseBuild {
+		t.Queue, t.Company, t.SupportGroup = QueueOnboarding, cat.Ticketing.Onboarding.Company, cat.Ticketing.Onboarding.AssignedGroup
+	} else {
+		t.Queue, t.Company, t.SupportGroup = QueueAgency, rem.Company, rem.AssignedGroup
+		if t.Company == "" {
+			t.Company = ag.Name
+		}
+	}
+	t.Key, t.StoredKey, t.GroupLabels = DedupKey(agency, service, a.Labels["alertname"], cat.Ticketing.GroupBy, a.Labels)
+	return t, ""
+}
+
+type metrics struct {
+	skipped         *prometheus.CounterVec
+	opened          *prometheus.CounterVec
+	conflicts       prometheus.Counter
+	delivered       *prometheus.CounterVec
+	failed          *prometheus.CounterVec
+	retries         *prometheus.CounterVec
+	up              *prometheus.GaugeVec
+	deliverySeconds *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samdrift_ticketing_alerts_skipped_total",
+			Help: "Alerts that made no incident, by reason (maintenance, plan_phase, unknown_agency, no_alertname, undecodable).",
+		}, []string{"agency", "reason"}),
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samdrift_ticketing_incidents_opened_total",
+			Help: "Incidents opened, by agency and queue.",
+		}, []string{"agency", "queue"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "samdrift_ticketing_state_conflicts_total",
+			Help: "Compare-and-set conflicts on incident state (concurrent updates by replicas), each retried.",
+		}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samdrift_ticketing_deliveries_total",
+			Help: "Incident changes a backend took.",
+		}, []string{"backend"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samdrift_ticketing_delivery_failures_total",
+			Help: "Incident changes a backend refused for good (not retried).",
+		}, []string{"backend"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samdrift_ticketing_delivery_retries_total",
+			Help: "Delivery attempts that failed temporarily and were retried after a backoff.",
+		}, []string{"backend"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "samdrift_ticketing_backend_up",
+			Help: "Whether the last delivery attempt to the backend succeeded (0: retrying with backoff).",
+		}, []string{"backend"}),
+		deliverySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "samdrift_ticketing_delivery_duration_seconds",
+			Help:    "Time a backend took per delivery attempt.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"backend"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.skipped, m.opened, m.conflicts, m.delivered, m.failed, m.retries, m.up, m.deliverySeconds)
+	}
+	return m
+}

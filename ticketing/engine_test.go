@@ -1,0 +1,195 @@
+package ticketing_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/samdrift/samdrift/bus"
+	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/ticketing"
+	"github.com/samdrift/samdrift/ticketing/builtin"
+)
+
+func setup(t *testing.T) (*bus.Bus, *catalogue.Holder) {
+	t.Helper()
+	b, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	cat, err := catalogue.Parse([]byte(`provider: {name: P}
+agencies:
+  - {id: alpha, name: Alpha, phase: run, services: [{id: web, name: W, tier: high}]}
+  - {id: beta, name: Beta, phase: run, services: [{id: web, name: W, tier: low}]}
+`), "c.yaml")
+	require.NoError(t, err)
+	return b, catalogue.NewHolder(cat)
+}
+
+func firing(agency, name string, i int) bus.Alert {
+	return bus.Alert{
+		Labels:   map[string]string{"alertname": name, "agency": agency, "service": "web", "severity": "critical", "instance": fmt.Sprint(i)},
+		StartsAt: time.Now(),
+	}
+}
+
+// TestTwoReplicasOneIncident: two engines on one JetStream receive the same
+// alerts at the same time, many times over (an HA Alertmanager pair posting
+// to both): every key gets exactly one incident.
+func TestTwoReplicasOneIncident(t *testing.T) {
+	b, h := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, err := builtin.Open(ctx, b)
+	require.NoError(t, err)
+	var engines []*ticketing.Engine
+	for range 2 {
+		e, err := ticketing.New(ctx, ticketing.Options{Bus: b, Catalogue: h})
+		require.NoError(t, err)
+		engines = append(engines, e)
+	}
+	d := ticketing.DeliveryOptions{Name: "builtin", Backend: store, Primary: true}
+	_, err = engines[0].EnsureDelivery(ctx, d)
+	require.NoError(t, err)
+	for _, e := range engines {
+		go func() { _ = e.RunDelivery(ctx, d) }()
+	}
+
+	const keys, rounds = 10, 20
+	var wg sync.WaitGroup
+	for r := range rounds {
+		for _, e := range engines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range keys {
+					// Each round adds a new instance: alerts group by key.
+					require.NoError(t, e.Process(ctx, "alpha", []bus.Alert{firing("alpha", fmt.Sprintf("Alert%d", k), r)}))
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		recs, err := store.List(ctx, builtin.Filter{})
+		require.NoError(t, err)
+		if len(recs) != keys {
+			return false
+		}
+		for _, r := range recs {
+			if r.Count != rounds {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond)
+	recs, err := store.List(ctx, builtin.Filter{})
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, r := range recs {
+		require.False(t, seen[r.Key], "two incidents for key %s", r.Key)
+		seen[r.Key] = true
+		require.Equal(t, rounds, r.Count)
+	}
+}
+
+// TestBackendOutage: while the backend is down nothing is lost and it is
+// not hammered; when it returns every incident arrives, in order, once.
+func TestBackendOutage(t *testing.T) {
+	b, h := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, err := builtin.Open(ctx, b)
+	require.NoError(t, err)
+	counting := &countingBackend{Backend: store}
+	e, err := ticketing.New(ctx, ticketing.Options{Bus: b, Catalogue: h})
+	require.NoError(t, err)
+	d := ticketing.DeliveryOptions{Name: "builtin", Backend: counting, Primary: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond}
+	_, err = e.EnsureDelivery(ctx, d)
+	require.NoError(t, err)
+	go func() { _ = e.RunDelivery(ctx, d) }()
+
+	store.SetAvailable(false)
+	const n = 15
+	for i := range n {
+		require.NoError(t, e.Process(ctx, "beta", []bus.Alert{firing("beta", fmt.Sprintf("A%d", i), 0)}))
+	}
+	// Resolve the first five again while the backend is still down.
+	for i := range 5 {
+		a := firing("beta", fmt.Sprintf("A%d", i), 0)
+		a.EndsAt = time.Now()
+		require.NoError(t, e.Process(ctx, "beta", []bus.Alert{a}))
+	}
+	time.Sleep(2 * time.Second)
+	recs, err := store.List(ctx, builtin.Filter{})
+	require.NoError(t, err)
+	require.Empty(t, recs)
+	attempts := counting.attempts()
+	require.Less(t, attempts, 15, "a down backend gets one attempt per backoff, not a storm")
+
+	store.SetAvailable(true)
+	require.Eventually(t, func() bool {
+		recs, err := store.List(ctx, builtin.Filter{})
+		require.NoError(t, err)
+		return len(recs) == n && countState(recs, ticketing.StateResolved) == 5
+	}, 30*time.Second, 100*time.Millisecond)
+	recs, err = store.List(ctx, builtin.Filter{Agencies: []string{"beta"}})
+	require.NoError(t, err)
+	ids := map[string]bool{}
+	for _, r := range recs {
+		require.False(t, ids[r.ID])
+		ids[r.ID] = true
+	}
+	// In order: every incident's versions reached the store in sequence.
+	counting.mu.Lock()
+	defer counting.mu.Unlock()
+	last := map[string]uint64{}
+	for _, v := range counting.accepted {
+		require.Greater(t, v.version, last[v.id], "incident %s delivered out of order", v.id)
+		last[v.id] = v.version
+	}
+}
+
+func countState(recs []builtin.Record, state string) int {
+	n := 0
+	for _, r := range recs {
+		if r.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+type delivery struct {
+	id      string
+	version uint64
+}
+
+type countingBackend struct {
+	ticketing.Backend
+	mu       sync.Mutex
+	tries    int
+	accepted []delivery
+}
+
+func (c *countingBackend) Deliver(ctx context.Context, inc *ticketing.Incident) (string, error) {
+	c.mu.Lock()
+	c.tries++
+	c.mu.Unlock()
+	ref, err := c.Backend.Deliver(ctx, inc)
+	if err == nil {
+		c.mu.Lock()
+		c.accepted = append(c.accepted, delivery{inc.ID, inc.Version})
+		c.mu.Unlock()
+	}
+	return ref, err
+}
+
+func (c *countingBackend) attempts() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tries
+}
