@@ -81,9 +81,10 @@ func (r *Router) Admit(a *catalogue.Agency, n int) (bool, time.Duration) {
 func (r *Router) Run(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	cons, err := r.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamIngest, jetstream.ConsumerConfig{
-		Durable:       Durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		Durable:   Durable,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		// A crashed router's batches come back after this.
+		AckWait:       20 * time.Second,
 		MaxAckPending: 4 * maxBatch,
 	})
 	cancel()

@@ -36,7 +36,8 @@ func newConsumer(ctx context.Context, s *Store, adb *agencyDB) (*consumer, error
 		Durable:       "store-" + adb.id,
 		FilterSubject: bus.AgencySubject(adb.id, bus.KindMetrics),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		// A crashed process's batches come back after this.
+		AckWait:       20 * time.Second,
 		MaxAckPending: 4 * maxBatchMessages,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})

@@ -50,6 +50,10 @@ type DeliveryOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
+// deliveryAckWait is how long an outbox entry stays with a worker that
+// reports no progress (a crashed one).
+const deliveryAckWait = 15 * time.Second
+
 // EnsureDelivery creates the backend's outbox consumer, so that everything
 // enqueued from now on is kept for it. Call it before processing alerts.
 func (e *Engine) EnsureDelivery(ctx context.Context, o DeliveryOptions) (jetstream.Consumer, error) {
@@ -58,7 +62,9 @@ func (e *Engine) EnsureDelivery(ctx context.Context, o DeliveryOptions) (jetstre
 	cons, err := e.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamOutbox, jetstream.ConsumerConfig{
 		Durable:   "deliver-" + o.Name,
 		AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait:   2 * time.Minute,
+		// Short, kept alive with progress reports while a delivery is being
+		// retried: after a crash, the entry in flight is redelivered soon.
+		AckWait: deliveryAckWait,
 		// One at a time: deliveries reach the backend in the order the
 		// incidents changed.
 		MaxAckPending: 1,
@@ -110,7 +116,7 @@ func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg
 	backoff := o.MinBackoff
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		ticket, err := o.Backend.Deliver(ctx, &inc)
+		ticket, err := deliverInProgress(ctx, o.Backend, &inc, m)
 		e.metrics.deliverySeconds.WithLabelValues(o.Name).Observe(time.Since(start).Seconds())
 		if err == nil {
 			up.Set(1)
@@ -160,7 +166,7 @@ func sleepInProgress(ctx context.Context, m jetstream.Msg, d time.Duration) bool
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(min(left, 30*time.Second)):
+		case <-time.After(min(left, deliveryAckWait/3)):
 			_ = m.InProgress()
 		}
 	}
@@ -191,3 +197,23 @@ func (e *Engine) recordDelivery(ctx context.Context, inc *Incident, ticket, fail
 }
 
 func (m *metrics) backendUp(name string) prometheus.Gauge { return m.up.WithLabelValues(name) }
+
+// deliverInProgress calls the backend, reporting progress on m while the
+// call lasts.
+func deliverInProgress(ctx context.Context, b Backend, inc *Incident, m jetstream.Msg) (string, error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(deliveryAckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return b.Deliver(ctx, inc)
+}

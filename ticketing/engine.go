@@ -20,6 +20,12 @@ import (
 	"github.com/samdrift/samdrift/catalogue"
 )
 
+// How long the state of a key is kept after its last change.
+const (
+	stateRetention     = 7 * 24 * time.Hour
+	tombstoneRetention = 24 * time.Hour
+)
+
 // Durable is the name of the ticketing replicas' shared consumer of
 // agency.*.alerts.
 const Durable = "ticketing"
@@ -77,7 +83,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		Durable:       Durable,
 		FilterSubject: "agency.*.alerts",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		// A crashed replica's messages come back after this.
+		AckWait:       15 * time.Second,
 		MaxAckPending: 256,
 	})
 	cancel()
@@ -257,12 +264,23 @@ func (e *Engine) Sweep(ctx context.Context) error {
 		return err
 	}
 	cat := e.opts.Catalogue.Get()
+	now := e.opts.Now()
 	for key := range lister.Keys() {
-		cur, _, err := e.load(ctx, key)
+		cur, rev, err := e.load(ctx, key)
 		if err != nil || cur == nil {
 			continue
 		}
 		if !cur.Open() && cur.Enqueued >= cur.Version {
+			// Forget keys long quiet: tombstones after a day, resolved
+			// incidents (kept for the reopen window and late notices) after
+			// a week. The built-in store keeps the incidents themselves.
+			keep := stateRetention
+			if cur.ID == "" {
+				keep = tombstoneRetention
+			}
+			if now.Sub(cur.LastSeen) > keep {
+				_ = e.state.Delete(ctx, key, jetstream.LastRevision(rev))
+			}
 			continue
 		}
 		p := PolicyFor(cat, cur.Agency)

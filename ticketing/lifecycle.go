@@ -64,11 +64,35 @@ func NewID(now time.Time) string {
 func Apply(cur *Incident, a bus.Alert, t Target, now time.Time) (*Incident, Change) {
 	firing := !a.Resolved(now)
 	fp := Fingerprint(a.Labels)
+	var tomb *Incident
+	if cur != nil && cur.ID == "" {
+		tomb, cur = cur, nil // a tombstone: resolutions seen without an incident
+	}
 	if cur == nil || (cur.State == StateResolved && firing && now.Sub(cur.ResolvedAt) > t.Policy.ReopenWindow) {
+		prev := tomb
+		if prev == nil {
+			prev = cur
+		}
+		if stale(prev, fp, a, firing) {
+			return orNil(tomb, cur), Unchanged
+		}
 		if !firing {
-			return cur, Unchanged // a resolved alert nobody opened an incident for
+			// Remember the resolution: a late (redelivered, or an HA
+			// replica's) firing notice of this occurrence must not open an
+			// incident afterwards.
+			if tomb == nil {
+				tomb = &Incident{Key: t.Key, StateKey: t.StoredKey, Agency: t.Agency, Service: t.Service, Alerts: map[string]*AlertState{}}
+			} else {
+				tomb = tomb.clone()
+			}
+			tomb.Alerts[fp] = &AlertState{Labels: a.Labels, StartsAt: a.StartsAt, EndsAt: a.EndsAt, LastSeen: now}
+			tomb.LastSeen = now
+			return tomb, Touched
 		}
 		return newIncident(a, t, fp, now), Changed
+	}
+	if stale(cur, fp, a, firing) {
+		return cur, Unchanged
 	}
 	inc := cur.clone()
 	inc.LastSeen = now
@@ -94,12 +118,15 @@ func Apply(cur *Incident, a bus.Alert, t Target, now time.Time) (*Incident, Chan
 			inc.escalate(a, now)
 			return inc, Changed
 		case !st.Firing:
-			st.Firing, st.LastSeen, st.EndsAt = true, now, a.EndsAt
+			st.Firing, st.LastSeen, st.StartsAt, st.EndsAt = true, now, a.StartsAt, a.EndsAt
 			inc.log(now, fmt.Sprintf("Alert fired again: %s.", describeAlert(a)))
 			inc.escalate(a, now)
 			return inc, Changed
 		}
 		st.LastSeen, st.EndsAt = now, a.EndsAt
+		if a.StartsAt.After(st.StartsAt) {
+			st.StartsAt = a.StartsAt
+		}
 		return inc, Touched
 	default: // a resolved alert of an open incident
 		st := inc.Alerts[fp]
@@ -111,6 +138,32 @@ func Apply(cur *Incident, a bus.Alert, t Target, now time.Time) (*Incident, Chan
 		inc.maybeResolve(now, t.Policy)
 		return inc, Changed
 	}
+}
+
+// stale reports whether a notice is older than what the incident already
+// knows of the same alert: a notice of an earlier occurrence (it started
+// before the one known), or a firing notice of an occurrence already
+// resolved. Alert notices can arrive out of order (redelivery after a
+// crash, Alertmanager HA replicas); the newer news wins.
+func stale(inc *Incident, fp string, a bus.Alert, firing bool) bool {
+	if inc == nil {
+		return false
+	}
+	st := inc.Alerts[fp]
+	if st == nil || a.StartsAt.IsZero() {
+		return false
+	}
+	if a.StartsAt.Before(st.StartsAt) {
+		return true
+	}
+	return firing && !st.Firing && !st.EndsAt.IsZero() && a.StartsAt.Equal(st.StartsAt)
+}
+
+func orNil(tomb, cur *Incident) *Incident {
+	if tomb != nil {
+		return tomb
+	}
+	return cur
 }
 
 // Sweep applies the passage of time: alerts whose validity ended without a
@@ -177,6 +230,9 @@ func newIncident(a bus.Alert, t Target, fp string, now time.Time) *Incident {
 func (inc *Incident) addAlert(a bus.Alert, fp string, now time.Time) {
 	if st := inc.Alerts[fp]; st != nil {
 		st.Firing, st.LastSeen, st.EndsAt = true, now, a.EndsAt
+		if a.StartsAt.After(st.StartsAt) {
+			st.StartsAt = a.StartsAt
+		}
 		return
 	}
 	inc.Alerts[fp] = &AlertState{Labels: a.Labels, StartsAt: a.StartsAt, EndsAt: a.EndsAt, LastSeen: now, Firing: true}

@@ -12,14 +12,20 @@ import (
 
 var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
 
-func alert(name string, firing bool, at time.Time, kv ...string) bus.Alert {
+// alert is a notice of an alert occurrence that started at start; a
+// resolved one (firing false) ended at end.
+func alert(name string, firing bool, start time.Time, kv ...string) bus.Alert {
+	return notice(name, firing, start, start, kv...)
+}
+
+func notice(name string, firing bool, start, end time.Time, kv ...string) bus.Alert {
 	l := map[string]string{"alertname": name, "agency": "alpha", "service": "web", "severity": "critical"}
 	for i := 0; i+1 < len(kv); i += 2 {
 		l[kv[i]] = kv[i+1]
 	}
-	a := bus.Alert{Labels: l, Annotations: map[string]string{"summary": name + " on web"}, StartsAt: at}
+	a := bus.Alert{Labels: l, Annotations: map[string]string{"summary": name + " on web"}, StartsAt: start}
 	if !firing {
-		a.EndsAt = at
+		a.EndsAt = end
 	}
 	return a
 }
@@ -40,11 +46,27 @@ type step struct {
 	count    int
 	flapping bool
 	reopened int
+	// tombstone: the stored record remembers resolutions, without an incident.
+	tombstone bool
 }
 
 func TestLifecycle(t *testing.T) {
-	a1 := func(firing bool, at time.Duration) bus.Alert { return alert("X", firing, t0.Add(at), "instance", "a") }
-	a2 := func(firing bool, at time.Duration) bus.Alert { return alert("X", firing, t0.Add(at), "instance", "b") }
+	// aN(firing, start, end): a notice of instance N's occurrence that
+	// started at t0+start (and, if resolved, ended at t0+end).
+	a1 := func(firing bool, start time.Duration, end ...time.Duration) bus.Alert {
+		e := start
+		if len(end) > 0 {
+			e = end[0]
+		}
+		return notice("X", firing, t0.Add(start), t0.Add(e), "instance", "a")
+	}
+	a2 := func(firing bool, start time.Duration, end ...time.Duration) bus.Alert {
+		e := start
+		if len(end) > 0 {
+			e = end[0]
+		}
+		return notice("X", firing, t0.Add(start), t0.Add(e), "instance", "b")
+	}
 	m := time.Minute
 	for _, tc := range []struct {
 		name  string
@@ -53,35 +75,53 @@ func TestLifecycle(t *testing.T) {
 		{"open, dedup, resolve", []step{
 			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},
 			{at: m, alert: a1(true, 0), change: Touched, state: StateOpen, count: 1},
-			{at: 2 * m, alert: a1(false, 2*m), change: Changed, state: StateResolved, count: 1},
-			{at: 3 * m, alert: a1(false, 2*m), change: Unchanged, state: StateResolved, count: 1},
+			{at: 2 * m, alert: a1(false, 0, 2*m), change: Changed, state: StateResolved, count: 1},
+			{at: 3 * m, alert: a1(false, 0, 2*m), change: Unchanged, state: StateResolved, count: 1},
 		}},
-		{"resolved alert without incident", []step{
-			{at: 0, alert: a1(false, 0), change: Unchanged},
+		{"resolved alert without incident leaves a tombstone", []step{
+			{at: 0, alert: a1(false, 0), change: Touched, tombstone: true},
 		}},
 		{"storm: alerts of one key group into one incident", []step{
 			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},
 			{at: m, alert: a2(true, m), change: Changed, state: StateOpen, count: 2},
-			{at: 2 * m, alert: a1(false, 2*m), change: Changed, state: StateOpen, count: 2},
-			{at: 3 * m, alert: a2(false, 3*m), change: Changed, state: StateResolved, count: 2},
+			{at: 2 * m, alert: a1(false, 0, 2*m), change: Changed, state: StateOpen, count: 2},
+			{at: 3 * m, alert: a2(false, m, 3*m), change: Changed, state: StateResolved, count: 2},
 		}},
 		{"reopen within the window", []step{
 			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},
-			{at: m, alert: a1(false, m), change: Changed, state: StateResolved, count: 1},
+			{at: m, alert: a1(false, 0, m), change: Changed, state: StateResolved, count: 1},
 			{at: 30 * m, alert: a1(true, 30*m), change: Changed, state: StateOpen, count: 1, reopened: 1},
 		}},
 		{"new incident after the window", []step{
 			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},
-			{at: m, alert: a1(false, m), change: Changed, state: StateResolved, count: 1},
+			{at: m, alert: a1(false, 0, m), change: Changed, state: StateResolved, count: 1},
 			{at: 62 * m, alert: a1(true, 62*m), change: Changed, state: StateOpen, newID: true, count: 1},
 		}},
+		{"late firing notice of a resolved occurrence changes nothing", []step{
+			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},
+			{at: m, alert: a1(false, 0, m), change: Changed, state: StateResolved, count: 1},
+			{at: 2 * m, alert: a1(true, 0), change: Unchanged, state: StateResolved, count: 1},
+			{at: 90 * m, alert: a1(true, 0), change: Unchanged, state: StateResolved, count: 1},
+		}},
+		{"resolution delivered before its firing notice", []step{
+			{at: m, alert: a1(false, 0, m), change: Touched, tombstone: true},
+			{at: 2 * m, alert: a1(true, 0), change: Unchanged, tombstone: true},
+			{at: 5 * m, alert: a1(true, 5*m), change: Changed, state: StateOpen, newID: true, count: 1},
+		}},
+		{"late resolution of an older occurrence keeps the newer open", []step{
+			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},
+			{at: m, alert: a1(false, 0, m), change: Changed, state: StateResolved, count: 1},
+			{at: 2 * m, alert: a1(true, 2*m), change: Changed, state: StateOpen, count: 1, reopened: 1},
+			{at: 3 * m, alert: a1(false, 0, m), change: Unchanged, state: StateOpen, count: 1, reopened: 1},
+		}},
 		{"flapping keeps the incident open until quiet", []step{
-			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},                        // transition 1
-			{at: m, alert: a1(false, m), change: Changed, state: StateResolved, count: 1},                                // 2
-			{at: 2 * m, alert: a1(true, 2*m), change: Changed, state: StateOpen, count: 1, reopened: 1},                  // 3
-			{at: 3 * m, alert: a1(false, 3*m), change: Changed, state: StateOpen, count: 1, reopened: 1, flapping: true}, // 4: flapping
+			{at: 0, alert: a1(true, 0), change: Changed, state: StateOpen, newID: true, count: 1},
+			{at: m, alert: a1(false, 0, m), change: Changed, state: StateResolved, count: 1},
+			{at: 2 * m, alert: a1(true, 2*m), change: Changed, state: StateOpen, count: 1, reopened: 1},
+			// The fourth transition within the hour: flapping, stays open.
+			{at: 3 * m, alert: a1(false, 2*m, 3*m), change: Changed, state: StateOpen, count: 1, reopened: 1, flapping: true},
 			{at: 4 * m, alert: a1(true, 4*m), change: Changed, state: StateOpen, count: 1, reopened: 1, flapping: true},
-			{at: 5 * m, alert: a1(false, 5*m), change: Changed, state: StateOpen, count: 1, reopened: 1, flapping: true},
+			{at: 5 * m, alert: a1(false, 4*m, 5*m), change: Changed, state: StateOpen, count: 1, reopened: 1, flapping: true},
 			{at: 30 * m, sweep: true, change: Unchanged, state: StateOpen, count: 1, reopened: 1, flapping: true},
 			{at: 64 * m, sweep: true, change: Changed, state: StateResolved, count: 1, reopened: 1},
 		}},
@@ -103,8 +143,10 @@ func TestLifecycle(t *testing.T) {
 					next, ch = Apply(cur, s.alert, target(), now)
 				}
 				require.Equal(t, s.change, ch, "step %d", i)
-				if s.state == "" {
-					require.Nil(t, next, "step %d", i)
+				if s.tombstone {
+					require.NotNil(t, next, "step %d", i)
+					require.Empty(t, next.ID, "step %d: a tombstone is no incident", i)
+					cur = next
 					continue
 				}
 				require.Equal(t, s.state, next.State, "step %d", i)

@@ -36,6 +36,22 @@ func TestDemo(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return len(query(t, addr, "digg-demo-token", `rate(http_requests_total[1m])`)) > 0
 	}, 30*time.Second, time.Second)
+
+	// bo's complaints service fails 30s in; its outage alert (for: 1m)
+	// becomes an incident of bo within two minutes of the start.
+	require.Eventually(t, func() bool {
+		_, incs := incidents(t, addr, "bo-demo-token", "")
+		for _, inc := range incs {
+			if inc.Service == "anmalan" && inc.AlertName == "ServiceDown" {
+				return true
+			}
+		}
+		return false
+	}, 150*time.Second, time.Second)
+	_, digg := incidents(t, addr, "digg-demo-token", "")
+	for _, inc := range digg {
+		require.Equal(t, "digg", inc.Agency)
+	}
 	p.Stop()
 }
 
