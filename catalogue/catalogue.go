@@ -204,6 +204,9 @@ type RemedyServer struct {
 	PasswordFile string `yaml:"password_file"`
 	FirstName    string `yaml:"first_name"`
 	LastName     string `yaml:"last_name"`
+	// KeyField is the incident field that stores Samdrift's incident id
+	// (default "Vendor Ticket Number"), searched before creating.
+	KeyField string `yaml:"key_field"`
 }
 
 // Grafana is the Grafana instance that `samdrift dashboards provision` manages.

@@ -144,6 +144,9 @@ func (v *validator) validate(c *Catalogue) {
 	}
 	if c.Ticketing.Backend == "remedy" {
 		v.url([]any{"ticketing", "remedy", "url"}, c.Ticketing.Remedy.URL, "ticketing.remedy.url")
+		if c.Ticketing.Remedy.Username == "" {
+			v.errorf([]any{"ticketing", "remedy"}, "ticketing.remedy.username is required with the remedy backend")
+		}
 	}
 	if c.Grafana.URL != "" {
 		v.url([]any{"grafana", "url"}, c.Grafana.URL, "grafana.url")

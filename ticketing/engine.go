@@ -335,13 +335,15 @@ func TargetFor(cat *catalogue.Catalogue, agency string, a bus.Alert) (Target, st
 		}
 	}
 	if ag.Phase == catalogue.PhaseBuild {
-		t.Queue, t.Company, t.SupportGroup = QueueOnboarding, cat.Ticketing.Onboarding.Company, cat.Ticketing.Onboarding.AssignedGroup
+		rem = cat.Ticketing.Onboarding
+		t.Queue = QueueOnboarding
 	} else {
-		t.Queue, t.Company, t.SupportGroup = QueueAgency, rem.Company, rem.AssignedGroup
-		if t.Company == "" {
-			t.Company = ag.Name
+		t.Queue = QueueAgency
+		if rem.Company == "" {
+			rem.Company = ag.Name
 		}
 	}
+	t.Company, t.SupportCompany, t.SupportOrganization, t.SupportGroup = rem.Company, rem.SupportCompany, rem.SupportOrganization, rem.AssignedGroup
 	t.Key, t.StoredKey, t.GroupLabels = DedupKey(agency, service, a.Labels["alertname"], cat.Ticketing.GroupBy, a.Labels)
 	return t, ""
 }

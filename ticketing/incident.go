@@ -32,9 +32,14 @@ type Incident struct {
 	// GroupLabels are the grouping labels' values that are part of the key.
 	GroupLabels map[string]string `json:"group_labels,omitempty"`
 
-	Queue        string `json:"queue"`
-	Company      string `json:"company,omitempty"`
-	SupportGroup string `json:"support_group,omitempty"`
+	Queue               string `json:"queue"`
+	Company             string `json:"company,omitempty"`
+	SupportCompany      string `json:"support_company,omitempty"`
+	SupportOrganization string `json:"support_organization,omitempty"`
+	SupportGroup        string `json:"support_group,omitempty"`
+	// LastEvent is what the newest material change was: opened, updated,
+	// escalated, resolved, reopened or flapping (notifications use it).
+	LastEvent string `json:"last_event,omitempty"`
 
 	State      string    `json:"state"`
 	Flapping   bool      `json:"flapping,omitempty"`

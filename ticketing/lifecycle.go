@@ -28,17 +28,29 @@ var DefaultPolicy = Policy{ReopenWindow: time.Hour, FlapWindow: time.Hour, FlapT
 
 // Target is where an alert's incident belongs, as the catalogue decides.
 type Target struct {
-	Agency       string
-	Service      string
-	Tier         string
-	Queue        string
-	Company      string
-	SupportGroup string
-	Key          string // human form
-	StoredKey    string // KV form
-	GroupLabels  map[string]string
-	Policy       Policy
+	Agency              string
+	Service             string
+	Tier                string
+	Queue               string
+	Company             string
+	SupportCompany      string
+	SupportOrganization string
+	SupportGroup        string
+	Key                 string // human form
+	StoredKey           string // KV form
+	GroupLabels         map[string]string
+	Policy              Policy
 }
+
+// Events, the LastEvent of an incident.
+const (
+	EventOpened    = "opened"
+	EventUpdated   = "updated"
+	EventEscalated = "escalated"
+	EventResolved  = "resolved"
+	EventReopened  = "reopened"
+	EventFlapping  = "flapping"
+)
 
 // Change says what Apply did.
 type Change int
@@ -105,6 +117,7 @@ func Apply(cur *Incident, a bus.Alert, t Target, now time.Time) (*Incident, Chan
 		inc.addAlert(a, fp, now)
 		inc.transition(now, t.Policy)
 		inc.log(now, fmt.Sprintf("Reopened: %s fired again within the reopen window (%s).", describeAlert(a), t.Policy.ReopenWindow))
+		inc.LastEvent = EventReopened
 		inc.escalate(a, now)
 		return inc, Changed
 	case inc.State == StateResolved:
@@ -115,11 +128,13 @@ func Apply(cur *Incident, a bus.Alert, t Target, now time.Time) (*Incident, Chan
 		case st == nil:
 			inc.addAlert(a, fp, now)
 			inc.log(now, fmt.Sprintf("Alert added: %s (%d alerts).", describeAlert(a), inc.Count))
+			inc.LastEvent = EventUpdated
 			inc.escalate(a, now)
 			return inc, Changed
 		case !st.Firing:
 			st.Firing, st.LastSeen, st.StartsAt, st.EndsAt = true, now, a.StartsAt, a.EndsAt
 			inc.log(now, fmt.Sprintf("Alert fired again: %s.", describeAlert(a)))
+			inc.LastEvent = EventUpdated
 			inc.escalate(a, now)
 			return inc, Changed
 		}
@@ -135,6 +150,7 @@ func Apply(cur *Incident, a bus.Alert, t Target, now time.Time) (*Incident, Chan
 		}
 		st.Firing, st.EndsAt, st.LastSeen = false, a.EndsAt, now
 		inc.log(now, fmt.Sprintf("Alert resolved: %s.", describeAlert(a)))
+		inc.LastEvent = EventUpdated
 		inc.maybeResolve(now, t.Policy)
 		return inc, Changed
 	}
@@ -193,6 +209,7 @@ func Sweep(cur *Incident, p Policy, now time.Time) (*Incident, Change) {
 	}
 	if inc.Open() && inc.Flapping && !inc.anyFiring() && (len(inc.Transitions) == 0 || now.Sub(inc.Transitions[len(inc.Transitions)-1]) >= p.FlapWindow) {
 		inc.State, inc.ResolvedAt, inc.Flapping = StateResolved, now, false
+		inc.LastEvent = EventResolved
 		inc.log(now, fmt.Sprintf("Resolved: quiet for %s after flapping.", p.FlapWindow))
 		changed = true
 	}
@@ -207,8 +224,10 @@ func newIncident(a bus.Alert, t Target, fp string, now time.Time) *Incident {
 	inc := &Incident{
 		ID: NewID(now), Key: t.Key, StateKey: t.StoredKey, Agency: t.Agency, Service: t.Service,
 		AlertName: a.Labels["alertname"], GroupLabels: t.GroupLabels,
-		Queue: t.Queue, Company: t.Company, SupportGroup: t.SupportGroup,
-		State: StateOpen, OpenedAt: now, LastSeen: now,
+		Queue: t.Queue, Company: t.Company, SupportCompany: t.SupportCompany,
+		SupportOrganization: t.SupportOrganization, SupportGroup: t.SupportGroup,
+		LastEvent: EventOpened,
+		State:     StateOpen, OpenedAt: now, LastSeen: now,
 		Tier: t.Tier, Severity: a.Labels["severity"],
 		Labels: a.Labels, Annotations: a.Annotations,
 		Alerts: map[string]*AlertState{},
@@ -250,6 +269,7 @@ func (inc *Incident) escalate(a bus.Alert, now time.Time) {
 	inc.Priority = Priority(inc.Impact, inc.Urgency)
 	if inc.Priority != old {
 		inc.log(now, fmt.Sprintf("Escalated from %s to %s: %s.", old, inc.Priority, describeAlert(a)))
+		inc.LastEvent = EventEscalated
 	}
 }
 
@@ -275,9 +295,11 @@ func (inc *Incident) maybeResolve(now time.Time, p Policy) {
 	inc.transition(now, p)
 	if inc.Flapping {
 		inc.log(now, fmt.Sprintf("Flapping: %d state changes within %s; the incident stays open until it has been quiet for %s.", len(inc.Transitions), p.FlapWindow, p.FlapWindow))
+		inc.LastEvent = EventFlapping
 		return
 	}
 	inc.State, inc.ResolvedAt = StateResolved, now
+	inc.LastEvent = EventResolved
 	inc.log(now, "Resolved: every alert of the incident has resolved.")
 }
 

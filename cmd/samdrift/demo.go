@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -17,11 +19,13 @@ import (
 	"github.com/samdrift/samdrift/deploy"
 	"github.com/samdrift/samdrift/internal/demo"
 	"github.com/samdrift/samdrift/internal/node"
+	"github.com/samdrift/samdrift/ticketing/remedy/remedysim"
 )
 
 func registerDemo(app *kingpin.Application, cmds map[string]func(*slog.Logger) int) {
 	cmd := app.Command("demo", "Run the demo: every component on the built-in demo catalogue (deploy/demo.yaml) with simulated agency services.")
 	f := addNodeFlags(cmd, "samdrift-demo-data")
+	withRemedy := cmd.Flag("remedy-sim", "Deliver incidents to a built-in Remedy AR REST simulator (one company per agency) instead of the built-in store alone.").Bool()
 	cmds[cmd.FullCommand()] = func(logger *slog.Logger) int {
 		if strings.HasSuffix(*f.httpAddr, ":0") {
 			fmt.Fprintln(os.Stderr, "samdrift demo: --http.addr needs a fixed port: the demo catalogue's targets point at it")
@@ -35,6 +39,15 @@ func registerDemo(app *kingpin.Application, cmds map[string]func(*slog.Logger) i
 		// pointing at this run's address.
 		file := filepath.Join(*f.dataDir, "demo.yaml")
 		content := bytes.ReplaceAll(deploy.DemoCatalogue, []byte(deploy.DemoAddr), []byte(*f.httpAddr))
+		var remedyInfo string
+		if *withRemedy {
+			var err error
+			content, remedyInfo, err = startDemoRemedy(content, *f.dataDir, logger)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
 		if err := os.WriteFile(file, content, 0o640); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -47,7 +60,12 @@ func registerDemo(app *kingpin.Application, cmds map[string]func(*slog.Logger) i
 		}
 		sim := demo.New(cat, nil)
 		cfg.Mount = map[string]http.Handler{demo.PathPrefix: sim}
-		cfg.Started = func(addr string) { printDemoBanner(addr, cat) }
+		cfg.Started = func(addr string) {
+			printDemoBanner(addr, cat)
+			if remedyInfo != "" {
+				fmt.Print(remedyInfo)
+			}
+		}
 		n, err := node.New(cfg)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -85,4 +103,46 @@ func printDemoBanner(addr string, cat *catalogue.Catalogue) {
 	fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer ops-demo-token' 'http://%s/prometheus/api/v1/query?query=up'\n", addr)
 	fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer digg-demo-token' 'http://%s/prometheus/api/v1/query?query=up'\n\n", addr)
 	fmt.Fprint(os.Stdout, b.String())
+}
+
+// demoRemedyPassword is the demo simulator's password for every user.
+const demoRemedyPassword = "demo-remedy-password"
+
+// startDemoRemedy starts a Remedy simulator on a free loopback port, knowing
+// the demo agencies' companies, and points the demo catalogue at it.
+func startDemoRemedy(content []byte, dataDir string, logger *slog.Logger) ([]byte, string, error) {
+	cat, err := catalogue.Parse(content, "demo.yaml")
+	if err != nil {
+		return nil, "", err
+	}
+	companies := remedysim.Companies(cat)
+	users := remedysim.UsersFor(companies, "samdrift-integration", demoRemedyPassword)
+	sim := remedysim.New(remedysim.Options{Users: users, Companies: companies})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	go func() {
+		srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+		if err := srv.Serve(ln); err != nil {
+			logger.Error("remedy simulator stopped", "err", err)
+		}
+	}()
+	pwFile := filepath.Join(dataDir, "remedy-password")
+	if err := os.WriteFile(pwFile, []byte(demoRemedyPassword+"\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	url := "http://" + ln.Addr().String()
+	block := fmt.Sprintf("ticketing:\n  backend: remedy\n  remedy:\n    url: %s\n    username: samdrift-integration\n    password_file: %s\n    first_name: Samdrift\n    last_name: Integration\n", url, pwFile)
+	out := bytes.Replace(content, []byte("ticketing:\n  backend: builtin\n"), []byte(block), 1)
+	if bytes.Equal(out, content) {
+		return nil, "", fmt.Errorf("demo catalogue has no builtin ticketing block to replace")
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Remedy simulator: %s/api/arsys/v1/entry/HPD:IncidentInterface (password %q)\n", url, demoRemedyPassword)
+	for _, u := range users[1:] {
+		fmt.Fprintf(&b, "  %-28s sees %s\n", u.Name, strings.Join(u.Companies, ", "))
+	}
+	b.WriteString("\n")
+	return out, b.String(), nil
 }

@@ -4,7 +4,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -15,11 +17,13 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// TestDemo: `samdrift demo` shows every demo agency's data through the query
-// API within a minute, each agency token sees only its own.
+// TestDemo: `samdrift demo --remedy-sim` shows every demo agency's data
+// through the query API within a minute, each agency token sees only its
+// own, and the failing services' incidents arrive in the Remedy simulator
+// under their agency's company.
 func TestDemo(t *testing.T) {
 	addr := freeAddr(t)
-	p := start(t, addr, "demo", "--data-dir", filepath.Join(t.TempDir(), "demo"))
+	p := start(t, addr, "demo", "--data-dir", filepath.Join(t.TempDir(), "demo"), "--remedy-sim")
 	require.Eventually(t, func() bool { return strings.Contains(p.Logs.String(), "ops-demo-token") }, 10*time.Second, 50*time.Millisecond)
 	agencies := []string{"af", "bo", "digg", "ehm", "pm", "ssc", "tullverket"}
 	require.Eventually(t, func() bool {
@@ -52,6 +56,31 @@ func TestDemo(t *testing.T) {
 	for _, inc := range digg {
 		require.Equal(t, "digg", inc.Agency)
 	}
+
+	// The incident is in the Remedy simulator under company BO; BO's agent
+	// sees it, DIGG's agent sees nothing of it.
+	m := regexp.MustCompile(`Remedy simulator: (http://[0-9.:]+)/`).FindStringSubmatch(p.Logs.String())
+	require.NotNil(t, m, "banner names the simulator")
+	remedyEntries := func(user string) string {
+		resp, err := http.PostForm(m[1]+"/api/jwt/login", url.Values{"username": {user}, "password": {"demo-remedy-password"}})
+		require.NoError(t, err)
+		tok, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(tok))
+		req, _ := http.NewRequest(http.MethodGet, m[1]+"/api/arsys/v1/entry/HPD:IncidentInterface", nil)
+		req.Header.Set("Authorization", "AR-JWT "+string(tok))
+		resp, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	require.Eventually(t, func() bool {
+		body := remedyEntries("bo-agent")
+		return strings.Contains(body, `"Company":"BO"`) && strings.Contains(body, "anmalan")
+	}, 60*time.Second, time.Second)
+	require.NotContains(t, remedyEntries("digg-agent"), `"Company":"BO"`)
+	require.Regexp(t, `^INC\d{12}$`, boTicket(t, addr), "the API shows the Remedy incident number")
 	p.Stop()
 }
 
@@ -103,4 +132,19 @@ func TestTracing(t *testing.T) {
 		}
 		return false
 	}, 60*time.Second, 500*time.Millisecond, "no trace spans collector → router → store")
+}
+
+// boTicket returns the ticket of bo's first incident as the API shows it.
+func boTicket(t *testing.T, addr string) string {
+	var ticket string
+	require.Eventually(t, func() bool {
+		_, body := get(t, "http://"+addr+"/api/v1/incidents?agency=bo", "bo-demo-token")
+		m := regexp.MustCompile(`"ticket":"(INC\d+)"`).FindStringSubmatch(body)
+		if m == nil {
+			return false
+		}
+		ticket = m[1]
+		return true
+	}, 30*time.Second, 500*time.Millisecond)
+	return ticket
 }

@@ -204,7 +204,11 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.incidents = incidents
-	deliveries := []ticketing.DeliveryOptions{{Name: "builtin", Backend: incidents, Primary: true}}
+	deliveries, logout, err := n.deliveries(ctx, n.holder.Get(), incidents, n.externalURL(ln), logger)
+	if err != nil {
+		return err
+	}
+	defer logout()
 	// Every backend's outbox consumer exists before the first alert is
 	// processed, so no delivery is enqueued without a reader.
 	for _, d := range deliveries {

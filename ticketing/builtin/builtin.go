@@ -75,10 +75,14 @@ func (s *Store) Deliver(ctx context.Context, inc *ticketing.Incident) (string, e
 				return inc.ID, nil
 			}
 		}
+		prevTicket := rec.Ticket
 		rec.Incident = *inc
 		rec.UpdatedAt = s.now()
-		if rec.Incident.Ticket == "" {
-			rec.Incident.Ticket = inc.ID
+		if rec.Ticket == "" {
+			rec.Ticket = prevTicket // another backend's number, recorded meanwhile
+		}
+		if rec.Ticket == "" {
+			rec.Ticket = inc.ID
 		}
 		if err := s.put(ctx, k, &rec, rev); err != nil {
 			if isConflict(err) {
@@ -203,4 +207,17 @@ func (s *Store) Update(ctx context.Context, id string, f func(*Record) error) (*
 		return rec, nil
 	}
 	return nil, fmt.Errorf("incident %s: too many concurrent updates", id)
+}
+
+// SetTicket records the primary backend's ticket reference (a Remedy
+// incident number) on the stored incident.
+func (s *Store) SetTicket(ctx context.Context, agency, id, ticket string) error {
+	_, err := s.Update(ctx, id, func(r *Record) error {
+		if r.Agency != agency {
+			return ErrNotFound
+		}
+		r.Ticket = ticket
+		return nil
+	})
+	return err
 }

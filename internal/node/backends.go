@@ -1,0 +1,74 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/ticketing"
+	"github.com/samdrift/samdrift/ticketing/builtin"
+	"github.com/samdrift/samdrift/ticketing/remedy"
+)
+
+// RemedyPasswordEnv, when set, holds the Remedy password instead of
+// ticketing.remedy.password_file.
+const RemedyPasswordEnv = "SAMDRIFT_REMEDY_PASSWORD"
+
+// readSecret returns a secret from the environment variable env, else from
+// file (trailing newline removed).
+func readSecret(env, file, what string) (string, error) {
+	if v := os.Getenv(env); v != "" {
+		return v, nil
+	}
+	if file == "" {
+		return "", fmt.Errorf("%s: set %s or a password_file", what, env)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// deliveries returns the ticket backends of the catalogue: the built-in
+// store always (the record behind the API), and Remedy when configured,
+// logged in once so that wrong credentials stop the start with a clear error.
+func (n *Node) deliveries(ctx context.Context, cat *catalogue.Catalogue, incidents *builtin.Store, externalURL string, logger *slog.Logger) ([]ticketing.DeliveryOptions, func(), error) {
+	if cat.Ticketing.Backend != "remedy" {
+		return []ticketing.DeliveryOptions{{Name: "builtin", Backend: incidents, Primary: true}}, func() {}, nil
+	}
+	r := cat.Ticketing.Remedy
+	pw, err := readSecret(RemedyPasswordEnv, r.PasswordFile, "remedy password")
+	if err != nil {
+		return nil, nil, err
+	}
+	c := remedy.New(remedy.Config{
+		URL: r.URL, Username: r.Username, Password: pw, FirstName: r.FirstName, LastName: r.LastName,
+		KeyField: r.KeyField, ExternalURL: externalURL, Logger: logger.With("component", "remedy"),
+	})
+	if err := c.Login(ctx); err != nil {
+		return nil, nil, fmt.Errorf("remedy at %s: %w", r.URL, err)
+	}
+	logout := func() { _ = c.Logout(context.Background()) }
+	return []ticketing.DeliveryOptions{
+		{Name: "builtin", Backend: incidents},
+		{Name: "remedy", Backend: recordTicket{c, incidents}, Primary: true},
+	}, logout, nil
+}
+
+// recordTicket notes the Remedy incident number in the built-in store.
+type recordTicket struct {
+	ticketing.Backend
+	store *builtin.Store
+}
+
+func (r recordTicket) Deliver(ctx context.Context, inc *ticketing.Incident) (string, error) {
+	ref, err := r.Backend.Deliver(ctx, inc)
+	if err == nil && ref != "" && ref != inc.Ticket {
+		_ = r.store.SetTicket(ctx, inc.Agency, inc.ID, ref)
+	}
+	return ref, err
+}
