@@ -27,6 +27,8 @@ type Catalogue struct {
 	Ticketing   Ticketing     `yaml:"ticketing"`
 	Grafana     Grafana       `yaml:"grafana"`
 	RemoteWrite []RemoteWrite `yaml:"remote_write"`
+	// Notifications are the on-call notification routes.
+	Notifications []*NotificationRoute `yaml:"notifications"`
 
 	file     string
 	location *time.Location
@@ -266,4 +268,43 @@ func (c *Catalogue) ScrapeTimeout(s Scrape) time.Duration {
 		t = min(10*time.Second, iv)
 	}
 	return t
+}
+
+// NotificationRoute sends incident events that match it to receivers.
+type NotificationRoute struct {
+	Name string `yaml:"name"`
+	// Agencies and Services restrict the route (empty: all).
+	Agencies []string `yaml:"agencies"`
+	Services []string `yaml:"services"`
+	// MinPriority: only incidents of this priority or higher (Critical,
+	// High, Medium, Low; default Low: all).
+	MinPriority string `yaml:"min_priority"`
+	// Events notified: opened, escalated, reopened, resolved, flapping,
+	// updated, delivery_failed. Default: opened, escalated, reopened, resolved.
+	Events []string `yaml:"events"`
+	// Receivers; at least one.
+	Webhook      *WebhookReceiver      `yaml:"webhook"`
+	Email        *EmailReceiver        `yaml:"email"`
+	Alertmanager *AlertmanagerReceiver `yaml:"alertmanager"`
+}
+
+// WebhookReceiver posts a JSON notification.
+type WebhookReceiver struct {
+	URL             string `yaml:"url"`
+	BearerTokenFile string `yaml:"bearer_token_file"`
+}
+
+// EmailReceiver sends mail over SMTP.
+type EmailReceiver struct {
+	To           []string `yaml:"to"`
+	From         string   `yaml:"from"`
+	Smarthost    string   `yaml:"smarthost"` // host:port
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+}
+
+// AlertmanagerReceiver forwards incidents as alerts to an Alertmanager's v2
+// API, so paging reuses the receivers the provider already has.
+type AlertmanagerReceiver struct {
+	URL string `yaml:"url"`
 }

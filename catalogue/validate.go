@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -23,6 +24,8 @@ var (
 	backends     = []string{"builtin", "remedy"}
 	schemes      = []string{"http", "https"}
 	reservedLbls = []string{"agency", "service"}
+	priorities   = []string{"Critical", "High", "Medium", "Low"}
+	notifyEvents = []string{"opened", "updated", "escalated", "resolved", "reopened", "flapping", "delivery_failed"}
 )
 
 type validator struct {
@@ -153,6 +156,45 @@ func (v *validator) validate(c *Catalogue) {
 	}
 	if c.Grafana.DatasourceURL != "" {
 		v.url([]any{"grafana", "datasource_url"}, c.Grafana.DatasourceURL, "grafana.datasource_url")
+	}
+	routeNames := map[string]bool{}
+	for i, r := range c.Notifications {
+		p := []any{"notifications", i}
+		if r == nil {
+			v.errorf(p, "empty notification route")
+			continue
+		}
+		if !credNameRe.MatchString(r.Name) {
+			v.errorf(at(p, "name"), "notification route name %q must match [A-Za-z0-9_-]{1,64}", r.Name)
+		} else if routeNames[r.Name] {
+			v.errorf(at(p, "name"), "duplicate notification route %q", r.Name)
+		}
+		routeNames[r.Name] = true
+		if r.MinPriority != "" && !slices.Contains(priorities, r.MinPriority) {
+			v.errorf(at(p, "min_priority"), "min_priority %q must be one of Critical, High, Medium, Low", r.MinPriority)
+		}
+		for j, e := range r.Events {
+			if !slices.Contains(notifyEvents, e) {
+				v.errorf(at(p, "events", j), "unknown event %q (want one of %s)", e, strings.Join(notifyEvents, ", "))
+			}
+		}
+		if r.Webhook == nil && r.Email == nil && r.Alertmanager == nil {
+			v.errorf(p, "notification route %q needs a webhook, email or alertmanager receiver", r.Name)
+		}
+		if r.Webhook != nil {
+			v.url(at(p, "webhook", "url"), r.Webhook.URL, "webhook url")
+		}
+		if r.Alertmanager != nil {
+			v.url(at(p, "alertmanager", "url"), r.Alertmanager.URL, "alertmanager url")
+		}
+		if r.Email != nil {
+			if len(r.Email.To) == 0 || r.Email.From == "" {
+				v.errorf(at(p, "email"), "email receiver needs to and from")
+			}
+			if _, _, err := net.SplitHostPort(r.Email.Smarthost); err != nil {
+				v.errorf(at(p, "email", "smarthost"), "smarthost %q must be host:port", r.Email.Smarthost)
+			}
+		}
 	}
 	for i, rw := range c.RemoteWrite {
 		v.url([]any{"remote_write", i, "url"}, rw.URL, "remote_write url")

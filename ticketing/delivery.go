@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,13 @@ type Backend interface {
 	// reference. It must be idempotent on the incident: a repeat after a
 	// crash, or an older version after a newer one, changes nothing.
 	Deliver(ctx context.Context, inc *Incident) (ticket string, err error)
+}
+
+// FailureRecorder is a backend that records another backend's permanent
+// failure on its copy of the incident (the built-in store, which the API
+// shows).
+type FailureRecorder interface {
+	RecordFailure(ctx context.Context, inc *Incident) error
 }
 
 // TemporaryError is a delivery failure worth retrying (backend down, slow,
@@ -42,8 +50,13 @@ type DeliveryOptions struct {
 	// Name of the backend; the durable consumer is "deliver-<name>".
 	Name    string
 	Backend Backend
-	// Primary: the backend whose ticket reference the incident shows.
+	// Primary: the backend whose ticket reference the incident shows. When
+	// it refuses an incident for good, a delivery_failed notice is queued
+	// for the notifiers.
 	Primary bool
+	// Notifier: the backend is a notification route; it also gets the
+	// delivery_failed notices, which ticket backends skip.
+	Notifier bool
 	// MinBackoff and MaxBackoff bound the retry delay, which doubles per
 	// failure (with jitter): while the backend is down only one attempt per
 	// delay reaches it, and deliveries resume in order when it is back.
@@ -113,6 +126,22 @@ func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg
 		_ = m.Term()
 		return
 	}
+	if inc.LastEvent == EventDeliveryFailed && !o.Notifier {
+		// A notice for people, not a change of the ticket; a store that
+		// shows incidents records the failure.
+		if fr, ok := o.Backend.(FailureRecorder); ok {
+			if err := fr.RecordFailure(ctx, &inc); err != nil {
+				e.logger.Warn("record delivery failure", "backend", o.Name, "incident", inc.ID, "err", err)
+			}
+		}
+		_ = m.Ack()
+		return
+	}
+	if o.Notifier && inc.Ticket == "" && inc.LastEvent != EventDeliveryFailed {
+		// People want the ticket number: give the primary backend a moment
+		// to create the ticket.
+		inc.Ticket = e.awaitTicket(ctx, &inc, m, ticketWait)
+	}
 	backoff := o.MinBackoff
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -133,6 +162,7 @@ func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg
 			e.logger.Error("backend refused incident; it will not be retried", "backend", o.Name, "incident", inc.ID, "agency", inc.Agency, "err", err)
 			if o.Primary {
 				e.recordDelivery(ctx, &inc, "", err.Error())
+				e.noticeFailure(ctx, inc, err)
 			}
 			_ = m.Ack()
 			return
@@ -216,4 +246,68 @@ func deliverInProgress(ctx context.Context, b Backend, inc *Incident, m jetstrea
 		}
 	}()
 	return b.Deliver(ctx, inc)
+}
+
+// noticeFailure queues a delivery_failed notice of the incident for the
+// notification routes, so that ops learn a ticket did not reach the backend.
+func (e *Engine) noticeFailure(ctx context.Context, inc Incident, cause error) {
+	inc.LastEvent = EventDeliveryFailed
+	inc.DeliveryError = cause.Error()
+	b, err := json.Marshal(inc)
+	if err != nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	id := fmt.Sprintf("%s-%d-failed", inc.ID, inc.Version)
+	if _, err := e.opts.Bus.JS.Publish(pctx, bus.OutboxSubject(inc.Agency), b, jetstream.WithMsgID(id)); err != nil {
+		e.logger.Error("queue delivery failure notice", "incident", inc.ID, "err", err)
+	}
+}
+
+// PruneDeliveries removes the outbox consumers of backends no longer
+// configured: the outbox keeps each entry until every consumer took it.
+func (e *Engine) PruneDeliveries(ctx context.Context, keep []DeliveryOptions) error {
+	want := map[string]bool{}
+	for _, d := range keep {
+		want["deliver-"+d.Name] = true
+	}
+	s, err := e.opts.Bus.JS.Stream(ctx, bus.StreamOutbox)
+	if err != nil {
+		return err
+	}
+	names := s.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if strings.HasPrefix(name, "deliver-") && !want[name] {
+			if err := s.DeleteConsumer(ctx, name); err != nil {
+				return err
+			}
+			e.logger.Info("removed outbox consumer of a backend no longer configured", "consumer", name)
+		}
+	}
+	return names.Err()
+}
+
+// ticketWait bounds how long a notification waits for the ticket number.
+const ticketWait = 20 * time.Second
+
+// awaitTicket returns the ticket reference the primary backend recorded for
+// the incident, waiting up to max for it.
+func (e *Engine) awaitTicket(ctx context.Context, inc *Incident, m jetstream.Msg, max time.Duration) string {
+	deadline := time.Now().Add(max)
+	for {
+		cur, _, err := e.load(ctx, inc.StateKey)
+		if err == nil && cur != nil && cur.ID == inc.ID && (cur.Ticket != "" || cur.DeliveryError != "") {
+			return cur.Ticket
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return ""
+		}
+		_ = m.InProgress()
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

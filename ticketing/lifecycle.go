@@ -50,6 +50,9 @@ const (
 	EventResolved  = "resolved"
 	EventReopened  = "reopened"
 	EventFlapping  = "flapping"
+	// EventDeliveryFailed marks a notice that a ticket backend refused the
+	// incident (only notifiers see it).
+	EventDeliveryFailed = "delivery_failed"
 )
 
 // Change says what Apply did.

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/ticketing"
 	"github.com/samdrift/samdrift/ticketing/builtin"
+	"github.com/samdrift/samdrift/ticketing/notify"
 	"github.com/samdrift/samdrift/ticketing/remedy"
 )
 
@@ -37,8 +39,24 @@ func readSecret(env, file, what string) (string, error) {
 // store always (the record behind the API), and Remedy when configured,
 // logged in once so that wrong credentials stop the start with a clear error.
 func (n *Node) deliveries(ctx context.Context, cat *catalogue.Catalogue, incidents *builtin.Store, externalURL string, logger *slog.Logger) ([]ticketing.DeliveryOptions, func(), error) {
+	var routes []ticketing.DeliveryOptions
+	for _, rc := range cat.Notifications {
+		r, err := notify.NewRoute(rc, externalURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		recv := r.Receivers()
+		names := make([]string, 0, len(recv))
+		for name := range recv {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			routes = append(routes, ticketing.DeliveryOptions{Name: "notify-" + name, Backend: recv[name], Notifier: true})
+		}
+	}
 	if cat.Ticketing.Backend != "remedy" {
-		return []ticketing.DeliveryOptions{{Name: "builtin", Backend: incidents, Primary: true}}, func() {}, nil
+		return append([]ticketing.DeliveryOptions{{Name: "builtin", Backend: incidents, Primary: true}}, routes...), func() {}, nil
 	}
 	r := cat.Ticketing.Remedy
 	pw, err := readSecret(RemedyPasswordEnv, r.PasswordFile, "remedy password")
@@ -53,10 +71,10 @@ func (n *Node) deliveries(ctx context.Context, cat *catalogue.Catalogue, inciden
 		return nil, nil, fmt.Errorf("remedy at %s: %w", r.URL, err)
 	}
 	logout := func() { _ = c.Logout(context.Background()) }
-	return []ticketing.DeliveryOptions{
+	return append([]ticketing.DeliveryOptions{
 		{Name: "builtin", Backend: incidents},
 		{Name: "remedy", Backend: recordTicket{c, incidents}, Primary: true},
-	}, logout, nil
+	}, routes...), logout, nil
 }
 
 // recordTicket notes the Remedy incident number in the built-in store.

@@ -216,6 +216,9 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := tk.PruneDeliveries(ctx, deliveries); err != nil {
+		logger.Warn("prune outbox consumers", "err", err)
+	}
 	audit := logger.With("component", "audit")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {

@@ -221,3 +221,15 @@ func (s *Store) SetTicket(ctx context.Context, agency, id, ticket string) error 
 	})
 	return err
 }
+
+// RecordFailure notes that a ticket backend refused the incident.
+func (s *Store) RecordFailure(ctx context.Context, inc *ticketing.Incident) error {
+	_, err := s.Update(ctx, inc.ID, func(r *Record) error {
+		r.DeliveryError = inc.DeliveryError
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil // not stored yet: its own delivery carries the state
+	}
+	return err
+}

@@ -1,0 +1,314 @@
+// Package notify tells on-call engineers about incidents: when an incident
+// opens, escalates, reopens or resolves (and when a ticket backend refuses
+// one), every matching route of the catalogue sends it to its receivers — a
+// JSON webhook, e-mail over SMTP, or an existing Alertmanager's v2 API. A
+// route is a ticketing backend of its own: its notifications go through the
+// durable outbox, with its retries, and are never lost.
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/smtp"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/ticketing"
+)
+
+// DefaultEvents are notified when a route lists none.
+var DefaultEvents = []string{ticketing.EventOpened, ticketing.EventEscalated, ticketing.EventReopened, ticketing.EventResolved}
+
+var priorityRank = map[string]int{"Critical": 1, "High": 2, "Medium": 3, "Low": 4}
+
+// Notification is what receivers get (the webhook's JSON body).
+type Notification struct {
+	Version  string   `json:"version"`
+	Event    string   `json:"event"`
+	Incident Incident `json:"incident"`
+	Links    Links    `json:"links"`
+}
+
+// Incident is the notified part of an incident.
+type Incident struct {
+	ID            string    `json:"id"`
+	Agency        string    `json:"agency"`
+	Service       string    `json:"service"`
+	AlertName     string    `json:"alertname"`
+	State         string    `json:"state"`
+	Priority      string    `json:"priority"`
+	Summary       string    `json:"summary"`
+	Description   string    `json:"description,omitempty"`
+	Ticket        string    `json:"ticket,omitempty"`
+	Company       string    `json:"company,omitempty"`
+	Queue         string    `json:"queue"`
+	Count         int       `json:"count"`
+	OpenedAt      time.Time `json:"opened_at"`
+	ResolvedAt    time.Time `json:"resolved_at,omitzero"`
+	DeliveryError string    `json:"delivery_error,omitempty"`
+}
+
+// Links point people at the incident.
+type Links struct {
+	Incident  string `json:"incident"`
+	Dashboard string `json:"dashboard,omitempty"`
+	Runbook   string `json:"runbook,omitempty"`
+}
+
+// Route is one notification route; it implements ticketing.Backend.
+type Route struct {
+	cfg         *catalogue.NotificationRoute
+	externalURL string
+	http        *http.Client
+	token       string
+	smtpPass    string
+	// only, if set, limits delivery to one receiver kind (see Receivers).
+	only string
+}
+
+// Receivers splits a route into one backend per receiver (webhook, email,
+// alertmanager), named <route>-<kind>: each gets its own outbox consumer,
+// so one receiver being down neither delays nor repeats the others.
+func (r *Route) Receivers() map[string]*Route {
+	out := map[string]*Route{}
+	for kind, set := range map[string]bool{"webhook": r.cfg.Webhook != nil, "email": r.cfg.Email != nil, "alertmanager": r.cfg.Alertmanager != nil} {
+		if set {
+			c := *r
+			c.only = kind
+			out[r.cfg.Name+"-"+kind] = &c
+		}
+	}
+	return out
+}
+
+// NewRoute prepares a route, reading its secrets.
+func NewRoute(cfg *catalogue.NotificationRoute, externalURL string) (*Route, error) {
+	r := &Route{cfg: cfg, externalURL: strings.TrimSuffix(externalURL, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+	if cfg.Webhook != nil && cfg.Webhook.BearerTokenFile != "" {
+		b, err := os.ReadFile(cfg.Webhook.BearerTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("notification route %q: %w", cfg.Name, err)
+		}
+		r.token = strings.TrimSpace(string(b))
+	}
+	if cfg.Email != nil && cfg.Email.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.Email.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("notification route %q: %w", cfg.Name, err)
+		}
+		r.smtpPass = strings.TrimRight(string(b), "\r\n")
+	}
+	return r, nil
+}
+
+// Name is the route's name.
+func (r *Route) Name() string { return r.cfg.Name }
+
+// Matches reports whether the route wants this incident's latest event.
+func (r *Route) Matches(inc *ticketing.Incident) bool {
+	events := r.cfg.Events
+	if len(events) == 0 {
+		events = DefaultEvents
+	}
+	if !slices.Contains(events, inc.LastEvent) {
+		return false
+	}
+	if len(r.cfg.Agencies) > 0 && !slices.Contains(r.cfg.Agencies, inc.Agency) {
+		return false
+	}
+	if len(r.cfg.Services) > 0 && !slices.Contains(r.cfg.Services, inc.Service) {
+		return false
+	}
+	if r.cfg.MinPriority != "" && priorityRank[inc.Priority] > priorityRank[r.cfg.MinPriority] {
+		return false
+	}
+	return true
+}
+
+// Build makes the notification of an incident's latest event.
+func (r *Route) Build(inc *ticketing.Incident) Notification {
+	return Notification{
+		Version: "1",
+		Event:   inc.LastEvent,
+		Incident: Incident{
+			ID: inc.ID, Agency: inc.Agency, Service: inc.Service, AlertName: inc.AlertName, State: inc.State,
+			Priority: inc.Priority, Summary: inc.Summary, Description: inc.Description, Ticket: inc.Ticket,
+			Company: inc.Company, Queue: inc.Queue, Count: inc.Count, OpenedAt: inc.OpenedAt, ResolvedAt: inc.ResolvedAt,
+			DeliveryError: inc.DeliveryError,
+		},
+		Links: Links{
+			Incident:  r.externalURL + "/api/v1/incidents/" + inc.ID,
+			Dashboard: inc.Annotations["dashboard"],
+			Runbook:   inc.Annotations["runbook_url"],
+		},
+	}
+}
+
+// Deliver sends the incident's latest event to every receiver of the route,
+// if it matches. Webhook receivers get an Idempotency-Key to drop repeats.
+func (r *Route) Deliver(ctx context.Context, inc *ticketing.Incident) (string, error) {
+	if !r.Matches(inc) {
+		return "", nil
+	}
+	n := r.Build(inc)
+	key := fmt.Sprintf("%s-%d-%s", inc.ID, inc.Version, inc.LastEvent)
+	if w := r.cfg.Webhook; w != nil && r.wants("webhook") {
+		if err := r.webhook(ctx, w, n, key); err != nil {
+			return "", err
+		}
+	}
+	if am := r.cfg.Alertmanager; am != nil && r.wants("alertmanager") {
+		if err := r.alertmanager(ctx, am, n); err != nil {
+			return "", err
+		}
+	}
+	if e := r.cfg.Email; e != nil && r.wants("email") {
+		if err := r.email(e, n); err != nil {
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+func (r *Route) wants(kind string) bool { return r.only == "" || r.only == kind }
+
+// httpError classifies an HTTP answer: 5xx and 429 are temporary.
+func httpError(what string, resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	err := fmt.Errorf("%s: HTTP %d: %s", what, resp.StatusCode, strings.TrimSpace(string(b)))
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		var after time.Duration
+		if s, e := strconv.Atoi(resp.Header.Get("Retry-After")); e == nil {
+			after = time.Duration(s) * time.Second
+		}
+		return ticketing.Temporary(err, after)
+	}
+	return err
+}
+
+func (r *Route) post(ctx context.Context, what, url string, body any, headers map[string]string) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return ticketing.Temporary(fmt.Errorf("%s: %w", what, err), 0)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return httpError(what, resp)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
+
+func (r *Route) webhook(ctx context.Context, w *catalogue.WebhookReceiver, n Notification, key string) error {
+	h := map[string]string{"Idempotency-Key": key, "User-Agent": "Samdrift"}
+	if r.token != "" {
+		h["Authorization"] = "Bearer " + r.token
+	}
+	return r.post(ctx, "webhook "+w.URL, w.URL, n, h)
+}
+
+// alertmanager forwards the incident as the alert SamdriftIncident. Firing
+// alerts carry an end a week ahead (notifications are sent on events, not
+// re-sent like rule alerts); resolution ends it.
+func (r *Route) alertmanager(ctx context.Context, am *catalogue.AlertmanagerReceiver, n Notification) error {
+	end := time.Now().Add(7 * 24 * time.Hour)
+	if n.Incident.State == ticketing.StateResolved {
+		end = n.Incident.ResolvedAt
+	}
+	alert := map[string]any{
+		"labels": map[string]string{
+			"alertname": "SamdriftIncident", "agency": n.Incident.Agency, "service": n.Incident.Service,
+			"priority": n.Incident.Priority, "incident": n.Incident.ID, "source_alert": n.Incident.AlertName,
+		},
+		"annotations": map[string]string{
+			"summary": n.Incident.Summary, "ticket": n.Incident.Ticket, "incident_url": n.Links.Incident,
+			"dashboard": n.Links.Dashboard, "runbook_url": n.Links.Runbook, "event": n.Event,
+		},
+		"startsAt":     n.Incident.OpenedAt,
+		"endsAt":       end,
+		"generatorURL": n.Links.Incident,
+	}
+	return r.post(ctx, "alertmanager "+am.URL, strings.TrimSuffix(am.URL, "/")+"/api/v2/alerts", []any{alert}, nil)
+}
+
+// Subject is the e-mail subject of a notification.
+func Subject(n Notification) string {
+	ticket := ""
+	if n.Incident.Ticket != "" {
+		ticket = " (" + n.Incident.Ticket + ")"
+	}
+	return fmt.Sprintf("[Samdrift][%s][%s] %s/%s: %s%s", n.Incident.Priority, n.Event, n.Incident.Agency, n.Incident.Service, n.Incident.Summary, ticket)
+}
+
+func (r *Route) email(e *catalogue.EmailReceiver, n Notification) error {
+	var body strings.Builder
+	fmt.Fprintf(&body, "Incident %s %s.\r\n\r\n", n.Incident.ID, n.Event)
+	fmt.Fprintf(&body, "Agency:   %s\r\nService:  %s\r\nPriority: %s\r\nState:    %s\r\nTicket:   %s\r\nSummary:  %s\r\n",
+		n.Incident.Agency, n.Incident.Service, n.Incident.Priority, n.Incident.State, n.Incident.Ticket, n.Incident.Summary)
+	if n.Incident.DeliveryError != "" {
+		fmt.Fprintf(&body, "Delivery error: %s\r\n", n.Incident.DeliveryError)
+	}
+	fmt.Fprintf(&body, "\r\nIncident:  %s\r\n", n.Links.Incident)
+	if n.Links.Dashboard != "" {
+		fmt.Fprintf(&body, "Dashboard: %s\r\n", n.Links.Dashboard)
+	}
+	if n.Links.Runbook != "" {
+		fmt.Fprintf(&body, "Runbook:   %s\r\n", n.Links.Runbook)
+	}
+	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n%s",
+		e.From, strings.Join(e.To, ", "), mimeHeader(Subject(n)), body.String())
+	var auth smtp.Auth
+	if e.Username != "" {
+		host, _, _ := strings.Cut(e.Smarthost, ":")
+		auth = smtp.PlainAuth("", e.Username, r.smtpPass, host)
+	}
+	if err := smtp.SendMail(e.Smarthost, auth, e.From, e.To, []byte(msg)); err != nil {
+		return ticketing.Temporary(fmt.Errorf("email via %s: %w", e.Smarthost, err), 0)
+	}
+	return nil
+}
+
+// mimeHeader encodes a header value with non-ASCII characters (RFC 2047).
+func mimeHeader(s string) string {
+	for _, r := range s {
+		if r > 127 {
+			return "=?utf-8?q?" + qEncode(s) + "?="
+		}
+	}
+	return s
+}
+
+func qEncode(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch {
+		case c == ' ':
+			b.WriteByte('_')
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-', c == '.':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "=%02X", c)
+		}
+	}
+	return b.String()
+}
