@@ -37,8 +37,8 @@ fuzz: ## Run every native fuzz target for FUZZTIME (default 30s) each.
 	  done; \
 	done
 
-golden: ## Regenerate golden files (generated rules); review the diff before committing.
-	$(GO) test ./rules -run TestGolden -update
+golden: ## Regenerate golden files (generated rules, dashboards); review the diff before committing.
+	$(GO) test ./rules ./dashboards -run TestGolden -update
 
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')

@@ -319,6 +319,10 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	}
 	{
+		// Incidents as series, for dashboards (samdrift_incident_open).
+		g.Add(func() error { writeIncidentSeries(ctx, st, incidents, logger); return nil }, func(error) { cancel() })
+	}
+	{
 		// Readiness: every actor above has been started by now.
 		g.Add(func() error {
 			n.ready.Store(true)
@@ -438,4 +442,32 @@ func (n *Node) externalURL(ln net.Listener) string {
 		scheme = "https"
 	}
 	return scheme + "://" + ln.Addr().String()
+}
+
+// writeIncidentSeries puts every agency's incidents into its TSDB every
+// 15 seconds, so that dashboards can show them next to the SLA figures.
+func writeIncidentSeries(ctx context.Context, st *store.Store, incidents *builtin.Store, logger *slog.Logger) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for _, id := range st.Agencies() {
+			db := st.DB(id)
+			if db == nil {
+				continue
+			}
+			app := db.Appender(ctx)
+			if err := incidents.WriteSeries(ctx, app, id, now); err != nil {
+				_ = app.Rollback()
+				logger.Debug("incident series", "agency", id, "err", err)
+				continue
+			}
+			_ = app.Commit()
+		}
+	}
 }

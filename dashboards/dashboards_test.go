@@ -1,0 +1,185 @@
+package dashboards
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/stretchr/testify/require"
+
+	"github.com/samdrift/samdrift/catalogue"
+	samrules "github.com/samdrift/samdrift/rules"
+	"github.com/samdrift/samdrift/store"
+	"github.com/samdrift/samdrift/ticketing"
+	"github.com/samdrift/samdrift/ticketing/builtin"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden dashboards in testdata/golden")
+
+func demoCatalogue(t *testing.T) *catalogue.Catalogue {
+	c, err := catalogue.LoadFile("../deploy/demo.yaml")
+	require.NoError(t, err)
+	return c
+}
+
+func marshal(t *testing.T, d Dashboard) []byte {
+	b, err := json.MarshalIndent(d, "", "  ")
+	require.NoError(t, err)
+	return append(b, '\n')
+}
+
+// TestGolden: the dashboards generated from the demo catalogue equal the
+// reviewed files in testdata/golden (make golden regenerates them).
+func TestGolden(t *testing.T) {
+	c := demoCatalogue(t)
+	noc, agencies := All(c)
+	files := map[string]Dashboard{"noc.json": noc}
+	for id, d := range agencies {
+		files["sla-"+id+".json"] = d
+	}
+	require.Len(t, files, 8)
+	for name, d := range files {
+		path := filepath.Join("testdata", "golden", name)
+		got := marshal(t, d)
+		if *update {
+			require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+			require.NoError(t, os.WriteFile(path, got, 0o644))
+			continue
+		}
+		want, err := os.ReadFile(path)
+		require.NoError(t, err, "run make golden")
+		require.Equal(t, string(want), string(got), "%s is stale: run make golden and review the diff", path)
+	}
+}
+
+func TestExpressionsParse(t *testing.T) {
+	c := demoCatalogue(t)
+	noc, agencies := All(c)
+	p := parser.NewParser(parser.Options{})
+	for _, d := range append([]Dashboard{noc}, values(agencies)...) {
+		for _, e := range Expressions(d) {
+			_, err := p.ParseExpr(e)
+			require.NoError(t, err, "%s: %s", d.UID, e)
+		}
+	}
+}
+
+func values(m map[string]Dashboard) []Dashboard {
+	var out []Dashboard
+	for _, d := range m {
+		out = append(out, d)
+	}
+	return out
+}
+
+// TestPanelsReturnData runs every panel query against a store holding two
+// hours of demo data: probe and scrape results, the SLA series the generated
+// rules record from them, alerts and incidents. Every panel returns data,
+// for the NOC over all agencies and for each agency within its own.
+func TestPanelsReturnData(t *testing.T) {
+	c := demoCatalogue(t)
+	st, err := store.New(store.Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, st.Apply(c))
+	engine := store.NewEngine(nil, nil)
+	end := time.Date(2026, 11, 18, 12, 0, 0, 0, time.UTC) // a Wednesday, inside service hours
+	start := end.Add(-2 * time.Hour)
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	for _, a := range c.Agencies {
+		db := st.DB(a.ID)
+		gen, err := samrules.GenerateSLA(c, a, "http://samdrift.test")
+		require.NoError(t, err)
+		file := filepath.Join(dir, a.ID+".yml")
+		require.NoError(t, os.WriteFile(file, gen, 0o600))
+		m := rules.NewManager(&rules.ManagerOptions{
+			QueryFunc: rules.EngineQueryFunc(engine, db), AppendableV2: db, Queryable: db, Context: ctx,
+			NotifyFunc: func(context.Context, string, ...*rules.Alert) {},
+		})
+		groups, errs := m.LoadGroups(time.Minute, labels.EmptyLabels(), "", nil, false, file)
+		require.Empty(t, errs)
+		cal := samrules.NewCalendar()
+		var recs []builtin.Record
+		for i, svc := range a.Services {
+			recs = append(recs, builtin.Record{Incident: ticketing.Incident{ID: fmt.Sprintf("SD-%s-%d", a.ID, i), Agency: a.ID, Service: svc.ID, AlertName: "ServiceDown", State: ticketing.StateOpen, Priority: "High"}})
+		}
+		for _, g := range groups {
+			for _, r := range g.AlertingRules() {
+				r.SetRestored(true) // the engine restores `for` state on its first run; here there is none
+			}
+		}
+		for ts := start; !ts.After(end); ts = ts.Add(time.Minute) {
+			app := db.Appender(ctx)
+			for i, svc := range a.Services {
+				up := 1.0
+				if i == 0 && ts.After(end.Add(-20*time.Minute)) {
+					up = 0 // the first service of each agency fails at the end
+				}
+				for _, s := range []struct {
+					name string
+					v    float64
+				}{{"probe_success", up}, {"probe_duration_seconds", 0.05}, {"up", up}, {"scrape_duration_seconds", 0.01}} {
+					_, err := app.Append(0, labels.FromStrings("__name__", s.name, "agency", a.ID, "service", svc.ID, "instance", "x", "job", "probe"), ts.UnixMilli(), s.v)
+					require.NoError(t, err)
+				}
+			}
+			for _, smp := range builtin.IncidentSeries(recs, a.ID, ts) {
+				_, err := app.Append(0, smp.Labels, ts.UnixMilli(), smp.Value)
+				require.NoError(t, err)
+			}
+			require.NoError(t, cal.Write(ctx, app, a, ts))
+			require.NoError(t, app.Commit())
+			for _, g := range groups {
+				if g.Name() == "sla-aggregates" && ts.Minute()%5 != 0 {
+					continue
+				}
+				g.Eval(ctx, ts)
+			}
+		}
+	}
+
+	run := func(t *testing.T, id catalogue.Identity, d Dashboard) {
+		qctx := catalogue.NewContext(ctx, id)
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				q, err := engine.NewRangeQuery(qctx, st.Queryable(), nil, tg.Expr, end.Add(-time.Hour), end, time.Minute)
+				require.NoError(t, err, tg.Expr)
+				res := q.Exec(qctx)
+				require.NoError(t, res.Err, "%s / %s: %s", d.UID, p.Title, tg.Expr)
+				mat, err := res.Matrix()
+				require.NoError(t, err)
+				require.NotEmpty(t, mat, "%s / %q returns no data: %s", d.UID, p.Title, tg.Expr)
+				if id.Role == catalogue.RoleAgency {
+					for _, s := range mat {
+						if a := s.Metric.Get("agency"); a != "" {
+							require.Equal(t, id.Agency, a)
+						}
+					}
+				}
+				q.Close()
+			}
+		}
+		for _, an := range d.Annotations.List {
+			q, err := engine.NewRangeQuery(qctx, st.Queryable(), nil, an.Expr, start, end, time.Minute)
+			require.NoError(t, err)
+			require.NoError(t, q.Exec(qctx).Err)
+			q.Close()
+		}
+	}
+	noc, agencies := All(c)
+	run(t, catalogue.Identity{Role: catalogue.RoleOps}, noc)
+	for id, d := range agencies {
+		t.Run(id, func(t *testing.T) { run(t, catalogue.Identity{Role: catalogue.RoleAgency, Agency: id}, d) })
+	}
+}
+
