@@ -1,8 +1,11 @@
 package catalogue
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
+	"strings"
 )
 
 // Role is what a credential is allowed to do.
@@ -20,6 +23,9 @@ type Identity struct {
 	Role       Role
 	Agency     string // set for RoleAgency
 	Credential string // the credential's name, for logs and audit
+	// ReadOnly identities may query but not push or change anything: the
+	// credentials Samdrift derives for Grafana's data sources.
+	ReadOnly bool
 }
 
 // AllAgencies reports whether the identity may read every agency's data.
@@ -36,6 +42,9 @@ func (id Identity) CanRead(agency string) bool {
 func (c *Catalogue) Authenticate(token string) (Identity, bool) {
 	if token == "" {
 		return Identity{}, false
+	}
+	if strings.HasPrefix(token, grafanaTokenPrefix) {
+		return c.authenticateGrafana(token)
 	}
 	id, ok := c.byHash[sha256.Sum256([]byte(token))]
 	if !ok {
@@ -66,3 +75,39 @@ func (c *Catalogue) AuthenticateCert(cs *tls.ConnectionState) (Identity, bool) {
 	}
 	return id, true
 }
+
+// grafanaTokenPrefix starts every credential derived for Grafana.
+const grafanaTokenPrefix = "sdg_"
+
+// GrafanaSubjectOps is the subject of the NOC organisation's credential.
+const GrafanaSubjectOps = "_ops"
+
+// GrafanaToken derives the read-only credential Grafana's data source of an
+// agency (or of the NOC, GrafanaSubjectOps) uses. The catalogue holds only
+// hashes of tokens, so these are derived from a key instead: stable across
+// provisioning runs, verifiable by Samdrift, never stored.
+func GrafanaToken(key []byte, subject string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("samdrift-grafana:" + subject))
+	return grafanaTokenPrefix + subject + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:24])
+}
+
+func (c *Catalogue) authenticateGrafana(token string) (Identity, bool) {
+	if len(c.grafanaKey) == 0 {
+		return Identity{}, false
+	}
+	subject, _, ok := strings.Cut(strings.TrimPrefix(token, grafanaTokenPrefix), ".")
+	if !ok || !hmac.Equal([]byte(GrafanaToken(c.grafanaKey, subject)), []byte(token)) {
+		return Identity{}, false
+	}
+	if subject == GrafanaSubjectOps {
+		return Identity{Role: RoleOps, Credential: "grafana-noc", ReadOnly: true}, true
+	}
+	if c.byID[subject] == nil {
+		return Identity{}, false
+	}
+	return Identity{Role: RoleAgency, Agency: subject, Credential: "grafana-" + subject, ReadOnly: true}, true
+}
+
+// SetGrafanaKey sets the key that verifies derived Grafana credentials.
+func (c *Catalogue) SetGrafanaKey(key []byte) { c.grafanaKey = key }

@@ -36,6 +36,8 @@ type Catalogue struct {
 	byHash   map[[32]byte]Identity
 	byCred   map[string]Identity
 	byCert   map[string]Identity
+	// grafanaKey verifies derived Grafana credentials (nil: none accepted).
+	grafanaKey []byte
 }
 
 // Provider describes the IT shared-services provider running Samdrift.
@@ -217,6 +219,13 @@ type Grafana struct {
 	Username      string `yaml:"username"`
 	PasswordFile  string `yaml:"password_file"`
 	DatasourceURL string `yaml:"datasource_url"`
+	// CredentialKeyFile holds the key from which Samdrift derives the
+	// read-only credentials of Grafana's data sources (one per agency, one
+	// for the NOC); default grafana-credential.key beside the catalogue.
+	// Created when missing.
+	CredentialKeyFile string `yaml:"credential_key_file"`
+	// OrgPrefix names the organisations Samdrift manages (default Samdrift).
+	OrgPrefix string `yaml:"org_prefix"`
 }
 
 // RemoteWrite exports every agency's series to a scale-out engine.

@@ -2,10 +2,12 @@ package catalogue
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -45,13 +47,52 @@ func (e *Error) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// LoadFile reads, parses and validates the catalogue at path.
+// LoadFile reads, parses and validates the catalogue at path, and reads
+// the Grafana credential key if it exists.
 func LoadFile(path string) (*Catalogue, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{Problems: []Problem{{File: path, Msg: fmt.Sprintf("read catalogue: %v", err)}}}
 	}
-	return Parse(b, path)
+	c, err := Parse(b, path)
+	if err != nil {
+		return nil, err
+	}
+	if key, err := os.ReadFile(c.GrafanaKeyFile()); err == nil && len(key) >= 32 {
+		c.grafanaKey = key
+	}
+	return c, nil
+}
+
+// GrafanaKeyFile is the path of the Grafana credential key.
+func (c *Catalogue) GrafanaKeyFile() string {
+	f := c.Grafana.CredentialKeyFile
+	if f == "" {
+		f = "grafana-credential.key"
+	}
+	if !filepath.IsAbs(f) {
+		f = filepath.Join(filepath.Dir(c.file), f)
+	}
+	return f
+}
+
+// EnsureGrafanaKey returns the Grafana credential key, creating the key
+// file (32 random bytes, mode 0600) if it does not exist yet.
+func (c *Catalogue) EnsureGrafanaKey() ([]byte, error) {
+	f := c.GrafanaKeyFile()
+	if key, err := os.ReadFile(f); err == nil && len(key) >= 32 {
+		c.grafanaKey = key
+		return key, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(f, key, 0o600); err != nil {
+		return nil, fmt.Errorf("write grafana credential key: %w", err)
+	}
+	c.grafanaKey = key
+	return key, nil
 }
 
 // Parse parses and validates a catalogue; file is used in messages only.

@@ -112,6 +112,10 @@ func (p *Push) Alerts() http.Handler {
 			writeError(w, errorf(http.StatusUnauthorized, "a valid bearer token is required"))
 			return
 		}
+		if id.ReadOnly {
+			writeError(w, errorf(http.StatusForbidden, "credential %q is read-only", id.Credential))
+			return
+		}
 		cat := p.opts.Catalogue.Get()
 		if id.Role == catalogue.RoleAgency {
 			a := cat.Agency(id.Agency)

@@ -154,8 +154,8 @@ func (p *Push) agencyOf(r *http.Request) (*catalogue.Agency, catalogue.Identity,
 	if !ok {
 		return nil, id, errorf(http.StatusUnauthorized, "a valid bearer token is required")
 	}
-	if id.Role != catalogue.RoleAgency {
-		return nil, id, errorf(http.StatusForbidden, "pushing data needs an agency credential; %q is a %s credential", id.Credential, id.Role)
+	if id.Role != catalogue.RoleAgency || id.ReadOnly {
+		return nil, id, errorf(http.StatusForbidden, "pushing data needs an agency credential; %q is a %s credential", id.Credential, readOnlyRole(id))
 	}
 	a := p.opts.Catalogue.Get().Agency(id.Agency)
 	if a == nil {
@@ -336,4 +336,11 @@ func newPushMetrics(reg prometheus.Registerer) *pushMetrics {
 		reg.MustRegister(m.requests, m.shed, m.verdictTimeouts)
 	}
 	return m
+}
+
+func readOnlyRole(id catalogue.Identity) string {
+	if id.ReadOnly {
+		return "read-only " + string(id.Role)
+	}
+	return string(id.Role)
 }

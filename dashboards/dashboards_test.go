@@ -182,4 +182,3 @@ func TestPanelsReturnData(t *testing.T) {
 		t.Run(id, func(t *testing.T) { run(t, catalogue.Identity{Role: catalogue.RoleAgency, Agency: id}, d) })
 	}
 }
-

@@ -37,6 +37,7 @@ func run(args []string) int {
 	registerRun(app, cmds)
 	registerDemo(app, cmds)
 	registerCheck(app, cmds)
+	registerDashboards(app, cmds)
 	registerRemedySim(app, cmds)
 	registerRules(app, cmds)
 	registerToken(app, cmds)

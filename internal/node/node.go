@@ -93,6 +93,13 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cat.Grafana.URL != "" {
+		// The key Grafana's data source credentials derive from: made now
+		// if missing, so that provisioning and this process agree on it.
+		if _, err := cat.EnsureGrafanaKey(); err != nil {
+			return nil, err
+		}
+	}
 	n := &Node{cfg: cfg, logger: cfg.Logger, reg: prometheus.NewRegistry(), holder: catalogue.NewHolder(cat)}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newNodeMetrics(n.reg)

@@ -133,7 +133,7 @@ func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity
 		writeErr(w, http.StatusNotFound, "use POST "+APIPrefix+"/{id}/{ack,assign,notes}")
 		return
 	}
-	if !id.AllAgencies() {
+	if !id.AllAgencies() || id.ReadOnly {
 		audit.Warn("audit", "event", "incident_action_denied", "who", id.Credential, "agency", id.Agency, "incident", incID, "action", action)
 		writeErr(w, http.StatusForbidden, "acknowledging, assigning and annotating incidents needs an ops or admin credential")
 		return
