@@ -25,6 +25,7 @@ import (
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/collector"
+	"github.com/samdrift/samdrift/dashboards/console"
 	"github.com/samdrift/samdrift/router"
 	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/store"
@@ -251,7 +252,10 @@ func (n *Node) Run(ctx context.Context) error {
 	mux.Handle("/api/v1/alerts", n.holder.Authenticate(push.Alerts()))
 	mux.Handle(builtin.APIPrefix, n.holder.Authenticate(builtin.API(incidents, audit)))
 	mux.Handle(builtin.APIPrefix+"/", n.holder.Authenticate(builtin.API(incidents, audit)))
-	mux.HandleFunc("/", n.index)
+	mux.Handle("/", console.New(console.Options{
+		Catalogue: n.holder, Engine: engine, Queryable: st.Queryable(), Incidents: incidents,
+		Logger: logger.With("component", "console"), Audit: audit, Version: n.cfg.Version,
+	}).Handler())
 	for p, h := range n.cfg.Mount {
 		mux.Handle(p, h)
 	}
@@ -385,15 +389,6 @@ func (n *Node) watchFile(ctx context.Context) {
 			}
 		}
 	}
-}
-
-func (n *Node) index(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "Samdrift %s\n\nPrometheus-compatible query API: %s/ (Authorization: Bearer <token>)\nSelf-monitoring: /metrics, /-/healthy, /-/ready\n", n.cfg.Version, store.APIPrefix)
 }
 
 type nodeMetrics struct {
