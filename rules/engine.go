@@ -57,6 +57,10 @@ type Options struct {
 	// restart delays it by no more than the restart took.
 	OutageTolerance time.Duration
 	ForGracePeriod  time.Duration
+	// Meter counts rule evaluations and alerts per agency (optional).
+	Meter interface {
+		Add(agency, kind string, n float64)
+	}
 }
 
 // Engine runs one Prometheus rule manager per agency.
@@ -259,6 +263,9 @@ func (e *Engine) iteration(ar *agencyRules, db *tsdb.DB) rules.GroupEvalIteratio
 			}
 		}
 		rules.DefaultEvalIterationFunc(ctx, g, ts)
+		if e.opts.Meter != nil {
+			e.opts.Meter.Add(ar.id, "rule_evaluations", float64(len(g.Rules())))
+		}
 	}
 }
 
@@ -348,6 +355,9 @@ func (e *Engine) notifier(ar *agencyRules) rules.NotifyFunc {
 			}
 			e.sent.WithLabelValues(a.ID, state).Inc()
 			out = append(out, ba)
+		}
+		if e.opts.Meter != nil {
+			e.opts.Meter.Add(a.ID, "alerts", float64(len(out)))
 		}
 		data, err := json.Marshal(out)
 		if err != nil {

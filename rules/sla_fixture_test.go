@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -186,6 +187,22 @@ func TestMonthToDateFixture(t *testing.T) {
 	budget := instant(t, engine, db, `sla:error_budget_remaining:month{service="web"}`, at)
 	require.InDelta(t, 1-(total-good)*60/((1-0.995)*scope), budget, 1e-12)
 	require.Equal(t, MonthScopeSeconds(f.agency, f.service, at), scope, "the calendar's month scope matches the hand count")
+
+	// The monthly report's figures, taken after the month, are the same.
+	figs, err := Month(ctx, engine, db, f.cat, f.agency, "2026-10", f.end.Add(time.Hour))
+	require.NoError(t, err)
+	require.Len(t, figs, 1)
+	require.Equal(t, good, figs[0].Good)
+	require.Equal(t, total, figs[0].Counted)
+	require.Equal(t, good/total, figs[0].Availability)
+	require.Equal(t, (total-good)*60, figs[0].DownSeconds)
+	require.InDelta(t, (total-good)*60/((1-0.995)*scope), figs[0].BudgetUsed, 1e-12)
+	require.False(t, figs[0].Met)
+	// A month without data says so.
+	figs, err = Month(ctx, engine, db, f.cat, f.agency, "2026-08", f.end)
+	require.NoError(t, err)
+	require.False(t, figs[0].HasData)
+	require.True(t, math.IsNaN(figs[0].Availability))
 	t.Logf("October: %v of %v counted minutes up (%.5f%%), budget left %.3f", good, total, 100*good/total, budget)
 }
 

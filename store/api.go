@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/samdrift/samdrift/catalogue"
 )
 
 // APIPrefix is where the query API is served.
@@ -112,6 +114,9 @@ func (s *Store) APIHandler(o APIOptions) http.Handler {
 		if !ok || !servedPaths.MatchString(rest) {
 			http.NotFound(w, req)
 			return
+		}
+		if id, ok := catalogue.FromContext(req.Context()); ok && id.Role == catalogue.RoleAgency && s.opts.Meter != nil {
+			s.opts.Meter.Add(id.Agency, usageQueries, 1)
 		}
 		r.ServeHTTP(w, req)
 	})

@@ -127,6 +127,9 @@ func (c *consumer) appendBatch(ctx context.Context, batch []jetstream.Msg, wr *p
 		_ = m.Ack()
 	}
 	c.s.metrics.appended.WithLabelValues(id).Add(float64(appended))
+	if c.s.opts.Meter != nil {
+		c.s.opts.Meter.Add(id, usageSamples, float64(appended))
+	}
 	span.SetAttributes(attribute.Int("samples", appended))
 }
 

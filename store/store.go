@@ -32,7 +32,20 @@ type Options struct {
 	Tracer     trace.TracerProvider
 	// OutOfOrderWindow accepts samples this much older than the newest of their series.
 	OutOfOrderWindow time.Duration
+	// Meter counts ingested samples and API queries per agency (optional).
+	Meter Meter
 }
+
+// Meter counts usage per agency.
+type Meter interface {
+	Add(agency, kind string, n float64)
+}
+
+// Usage kinds the store counts (see internal/metering).
+const (
+	usageSamples = "samples_ingested"
+	usageQueries = "api_queries"
+)
 
 // Store is the set of per-agency TSDBs.
 type Store struct {
@@ -180,6 +193,49 @@ func (s *Store) DB(agency string) *tsdb.DB {
 		return adb.db
 	}
 	return nil
+}
+
+// Usage returns each agency's active series and stored bytes (blocks, WAL
+// and chunks on disk), for metering.
+func (s *Store) Usage() (series, bytes map[string]float64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	series, bytes = map[string]float64{}, map[string]float64{}
+	for id, adb := range s.dbs {
+		series[id] = float64(adb.db.Head().NumSeries())
+		bytes[id] = float64(dirSize(filepath.Join(s.opts.Dir, id)))
+	}
+	return series, bytes
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// Drop closes an agency's TSDB and deletes its data (offboarding). The
+// agency must no longer receive data: its consumer is stopped first.
+func (s *Store) Drop(agency string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if adb := s.dbs[agency]; adb != nil {
+		s.closeDB(adb)
+		delete(s.dbs, agency)
+	}
+	if s.opts.Bus != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.opts.Bus.JS.DeleteConsumer(ctx, bus.StreamMetrics, "store-"+agency)
+	}
+	return os.RemoveAll(filepath.Join(s.opts.Dir, agency))
 }
 
 // Agencies returns the ids of the open agency stores, sorted.

@@ -41,6 +41,10 @@ type Options struct {
 	// SweepInterval is how often open incidents are checked for expired
 	// alerts and quiet flapping.
 	SweepInterval time.Duration
+	// Meter counts incidents per agency (optional).
+	Meter interface {
+		Add(agency, kind string, n float64)
+	}
 }
 
 // Engine turns alerts into incidents.
@@ -167,6 +171,7 @@ func (e *Engine) apply(ctx context.Context, t Target, f func(*Incident, time.Tim
 			return err
 		}
 		next, change := f(cur, e.opts.Now())
+		opened := false
 		if change == Unchanged {
 			// Nothing new, but a crash may have cut off the outbox entry of
 			// the stored version: hand it over again (de-duplicated).
@@ -180,7 +185,7 @@ func (e *Engine) apply(ctx context.Context, t Target, f func(*Incident, time.Tim
 				next.Version = cur.Version + 1
 			} else {
 				next.Version = 1
-				e.metrics.opened.WithLabelValues(next.Agency, next.Queue).Inc()
+				opened = true
 			}
 		}
 		b, err := json.Marshal(next)
@@ -202,6 +207,12 @@ func (e *Engine) apply(ctx context.Context, t Target, f func(*Incident, time.Tim
 		}
 		if err != nil {
 			return fmt.Errorf("store incident %s: %w", t.Key, err)
+		}
+		if opened {
+			e.metrics.opened.WithLabelValues(next.Agency, next.Queue).Inc()
+			if e.opts.Meter != nil {
+				e.opts.Meter.Add(next.Agency, "incidents", 1)
+			}
 		}
 		if next.Enqueued < next.Version {
 			return e.enqueue(ctx, t.StoredKey, next, newRev)

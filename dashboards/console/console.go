@@ -8,6 +8,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"embed"
 	"html/template"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/dashboards/report"
+	"github.com/samdrift/samdrift/internal/audit"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
 
@@ -37,7 +40,7 @@ type Options struct {
 	Incidents *builtin.Store
 	Logger    *slog.Logger
 	// Audit receives denied cross-agency attempts.
-	Audit   *slog.Logger
+	Audit   interface{ Write(audit.Entry) error }
 	Now     func() time.Time
 	Version string
 	// Extra adds links to the agency portal (the SLA report, once built).
@@ -56,7 +59,7 @@ func New(o Options) *Console {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Audit == nil {
-		o.Audit = o.Logger
+		o.Audit = (*audit.Log)(nil)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -91,6 +94,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("POST /login", c.login)
 	mux.HandleFunc("POST /logout", c.logout)
 	mux.HandleFunc("GET /agency/{id}", c.agencyPage)
+	mux.HandleFunc("GET /agency/{id}/report", c.reportPage)
 	mux.HandleFunc("GET /runbooks", func(w http.ResponseWriter, r *http.Request) { c.render(w, "runbooks.html", c.base(nil)) })
 	return securityHeaders(mux)
 }
@@ -191,7 +195,7 @@ func (c *Console) agencyPage(w http.ResponseWriter, r *http.Request) {
 	a := c.o.Catalogue.Get().Agency(want)
 	if a == nil || !id.CanRead(want) {
 		if id.Role == catalogue.RoleAgency && id.Agency != want {
-			c.o.Audit.Warn("audit", "event", "cross_agency_denied", "who", id.Credential, "agency", id.Agency, "requested", want, "path", r.URL.Path)
+			_ = c.o.Audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency, Detail: map[string]any{"requested": want, "path": r.URL.Path}})
 		}
 		// The same answer whether the agency exists or not.
 		http.Error(w, "404 page not found", http.StatusNotFound)
@@ -371,4 +375,46 @@ func (c *Console) views(ctx context.Context, id catalogue.Identity, only *catalo
 
 func rank(s string) int {
 	return map[string]int{"": 0, "TICKET": 1, "PAGE": 2, "DOWN": 3}[s]
+}
+
+// reportPage renders the agency's monthly SLA report (?month=YYYY-MM,
+// default the current month) for download.
+func (c *Console) reportPage(w http.ResponseWriter, r *http.Request) {
+	id, ok := c.identity(r)
+	if !ok {
+		c.loginPage(w, "", http.StatusOK)
+		return
+	}
+	want := r.PathValue("id")
+	cat := c.o.Catalogue.Get()
+	a := cat.Agency(want)
+	if a == nil || !id.CanRead(want) {
+		if id.Role == catalogue.RoleAgency && id.Agency != want {
+			_ = c.o.Audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency, Detail: map[string]any{"requested": want, "path": r.URL.Path}})
+		}
+		http.Error(w, "404 page not found", http.StatusNotFound)
+		return
+	}
+	month := r.URL.Query().Get("month")
+	if month == "" {
+		month = c.o.Now().In(a.Location()).Format("2006-01")
+	}
+	ctx := catalogue.NewContext(r.Context(), id)
+	var recs []builtin.Record
+	if c.o.Incidents != nil {
+		recs, _ = c.o.Incidents.List(ctx, builtin.Filter{Agencies: []string{a.ID}})
+	}
+	rep, err := report.Build(ctx, c.o.Engine, c.o.Queryable, cat, a.ID, month, recs, c.o.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	b, err := report.HTML(rep)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`inline; filename="sla-%s-%s.html"`, a.ID, month))
+	_, _ = w.Write(b)
 }

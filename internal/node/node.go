@@ -26,6 +26,8 @@ import (
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/collector"
 	"github.com/samdrift/samdrift/dashboards/console"
+	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/internal/metering"
 	"github.com/samdrift/samdrift/router"
 	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/store"
@@ -52,6 +54,8 @@ type Config struct {
 	// ExternalURL is how users reach Samdrift (links in alerts); default
 	// http://<HTTPAddr>.
 	ExternalURL string
+	// AuditLog is the audit trail file (default <data-dir>/audit.log).
+	AuditLog string
 	// PushMaxBodyBytes bounds a push request body (0: the default, 32 MiB).
 	PushMaxBodyBytes int64
 	// ReloadInterval is how often the catalogue file is checked for changes.
@@ -142,8 +146,12 @@ func (n *Node) Run(ctx context.Context) error {
 	// The bus closes last: every other component publishes or consumes on it.
 	defer b.Close()
 
+	meter, err := metering.New(ctx, metering.Options{Bus: b, Catalogue: n.holder, Logger: logger.With("component", "metering"), Registerer: n.reg})
+	if err != nil {
+		return err
+	}
 	st, err := store.New(store.Options{
-		Dir: filepath.Join(n.cfg.DataDir, "tsdb"), Bus: b,
+		Dir: filepath.Join(n.cfg.DataDir, "tsdb"), Bus: b, Meter: meter,
 		Logger: logger.With("component", "store"), Registerer: n.reg, Tracer: tp,
 	})
 	if err != nil {
@@ -183,8 +191,11 @@ func (n *Node) Run(ctx context.Context) error {
 	defer push.Close()
 
 	engine := store.NewEngine(logger.With("component", "query"), n.reg)
+	meter.Gauge(metering.Series, func() map[string]float64 { s, _ := st.Usage(); return s })
+	meter.Gauge(metering.StoredBytes, func() map[string]float64 { _, b := st.Usage(); return b })
+	meter.Gauge(metering.Targets, func() map[string]float64 { return targets(n.holder.Get()) })
 	ruler := rules.New(rules.Options{
-		Stores: st, Bus: b, Engine: engine, Dir: filepath.Join(n.cfg.DataDir, "rules"),
+		Stores: st, Bus: b, Engine: engine, Dir: filepath.Join(n.cfg.DataDir, "rules"), Meter: meter,
 		ExternalURL: n.externalURL(ln), Logger: logger.With("component", "rules"), Registerer: n.reg, Tracer: tp,
 	})
 	// Invalid agency rule files are logged and counted; they do not stop startup.
@@ -202,7 +213,7 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = ruler.Apply(c)
 	})
 	tk, err := ticketing.New(ctx, ticketing.Options{
-		Bus: b, Catalogue: n.holder, Logger: logger.With("component", "ticketing"), Registerer: n.reg, Tracer: tp,
+		Bus: b, Catalogue: n.holder, Meter: meter, Logger: logger.With("component", "ticketing"), Registerer: n.reg, Tracer: tp,
 	})
 	if err != nil {
 		return err
@@ -227,7 +238,11 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := tk.PruneDeliveries(ctx, deliveries); err != nil {
 		logger.Warn("prune outbox consumers", "err", err)
 	}
-	audit := logger.With("component", "audit")
+	auditPath := n.cfg.AuditLog
+	if auditPath == "" {
+		auditPath = filepath.Join(n.cfg.DataDir, "audit.log")
+	}
+	auditLog := audit.Open(auditPath)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Samdrift is Healthy.")
@@ -250,11 +265,13 @@ func (n *Node) Run(ctx context.Context) error {
 	mux.Handle("/api/v1/push", n.holder.Authenticate(push.RemoteWrite()))
 	mux.Handle("/otlp/v1/metrics", n.holder.Authenticate(push.OTLP()))
 	mux.Handle("/api/v1/alerts", n.holder.Authenticate(push.Alerts()))
-	mux.Handle(builtin.APIPrefix, n.holder.Authenticate(builtin.API(incidents, audit)))
-	mux.Handle(builtin.APIPrefix+"/", n.holder.Authenticate(builtin.API(incidents, audit)))
+	mux.Handle(builtin.APIPrefix, n.holder.Authenticate(builtin.API(incidents, auditLog)))
+	mux.Handle(builtin.APIPrefix+"/", n.holder.Authenticate(builtin.API(incidents, auditLog)))
+	mux.Handle("/api/v1/reports/sla", n.holder.Authenticate(&reports{holder: n.holder, engine: engine, queryable: st.Queryable(), incidents: incidents, audit: auditLog}))
+	mux.Handle("/api/v1/admin/", n.holder.Authenticate((&admin{n: n, st: st, b: b, incidents: incidents, meter: meter, audit: auditLog}).handler()))
 	mux.Handle("/", console.New(console.Options{
 		Catalogue: n.holder, Engine: engine, Queryable: st.Queryable(), Incidents: incidents,
-		Logger: logger.With("component", "console"), Audit: audit, Version: n.cfg.Version,
+		Logger: logger.With("component", "console"), Audit: auditLog, Version: n.cfg.Version, ReportLinks: true,
 	}).Handler())
 	for p, h := range n.cfg.Mount {
 		mux.Handle(p, h)
@@ -328,6 +345,10 @@ func (n *Node) Run(ctx context.Context) error {
 			defer scancel()
 			_ = srv.Shutdown(sctx)
 		})
+	}
+	{
+		// Usage is flushed every 30s, and once more at shutdown.
+		g.Add(func() error { meter.Run(ctx, 30*time.Second); return nil }, func(error) { cancel() })
 	}
 	{
 		// Incidents as series, for dashboards (samdrift_incident_open).
@@ -472,4 +493,20 @@ func writeIncidentSeries(ctx context.Context, st *store.Store, incidents *builti
 			_ = app.Commit()
 		}
 	}
+}
+
+// targets counts each agency's scrape targets and probes.
+func targets(c *catalogue.Catalogue) map[string]float64 {
+	out := map[string]float64{}
+	for _, a := range c.Agencies {
+		n := 0
+		for _, s := range a.Services {
+			n += len(s.Probes)
+			for _, sc := range s.Scrape {
+				n += len(sc.Targets)
+			}
+		}
+		out[a.ID] = float64(n)
+	}
+	return out
 }

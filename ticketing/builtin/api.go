@@ -3,7 +3,6 @@ package builtin
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -11,18 +10,24 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/internal/audit"
 	"github.com/samdrift/samdrift/ticketing"
 )
 
 // APIPrefix is where the incidents API is served.
 const APIPrefix = "/api/v1/incidents"
 
+// Auditor records audit events.
+type Auditor interface {
+	Write(audit.Entry) error
+}
+
 // API serves GET /api/v1/incidents (the caller's incidents) and, for ops
 // and admin, POST /api/v1/incidents/{id}/{ack,assign,notes}. Callers must be
-// authenticated before it.
-func API(s *Store, audit *slog.Logger) http.Handler {
-	if audit == nil {
-		audit = slog.New(slog.DiscardHandler)
+// authenticated before it. Actions and refused actions go to the audit log.
+func API(s *Store, aud Auditor) http.Handler {
+	if aud == nil {
+		aud = (*audit.Log)(nil)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := catalogue.FromContext(r.Context())
@@ -37,7 +42,7 @@ func API(s *Store, audit *slog.Logger) http.Handler {
 		case rest != "" && r.Method == http.MethodGet && !strings.Contains(rest, "/"):
 			get(w, r, s, id, rest)
 		case rest != "" && r.Method == http.MethodPost:
-			act(w, r, s, id, rest, audit)
+			act(w, r, s, id, rest, aud)
 		default:
 			writeErr(w, http.StatusMethodNotAllowed, "use GET "+APIPrefix+" or POST "+APIPrefix+"/{id}/{ack,assign,notes}")
 		}
@@ -127,14 +132,14 @@ func get(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity
 	writeJSON(w, http.StatusOK, envelope{Status: "success", Data: rec})
 }
 
-func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity, rest string, audit *slog.Logger) {
+func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity, rest string, aud Auditor) {
 	incID, action, ok := strings.Cut(rest, "/")
 	if !ok {
 		writeErr(w, http.StatusNotFound, "use POST "+APIPrefix+"/{id}/{ack,assign,notes}")
 		return
 	}
 	if !id.AllAgencies() || id.ReadOnly {
-		audit.Warn("audit", "event", "incident_action_denied", "who", id.Credential, "agency", id.Agency, "incident", incID, "action", action)
+		_ = aud.Write(audit.Entry{Who: id.Credential, Action: "incident_" + action + "_denied", Agency: id.Agency, Detail: map[string]any{"incident": incID}})
 		writeErr(w, http.StatusForbidden, "acknowledging, assigning and annotating incidents needs an ops or admin credential")
 		return
 	}
@@ -188,6 +193,6 @@ func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity
 		writeErr(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	audit.Info("audit", "event", "incident_"+action, "who", id.Credential, "role", string(id.Role), "incident", incID, "agency", rec.Agency)
+	_ = aud.Write(audit.Entry{Who: id.Credential, Action: "incident_" + action, Agency: rec.Agency, Detail: map[string]any{"incident": incID, "role": string(id.Role)}})
 	writeJSON(w, http.StatusOK, envelope{Status: "success", Data: rec})
 }

@@ -233,3 +233,23 @@ func (s *Store) RecordFailure(ctx context.Context, inc *ticketing.Incident) erro
 	}
 	return err
 }
+
+// DeleteAgency deletes every incident of an agency (offboarding) and
+// returns how many there were.
+func (s *Store) DeleteAgency(ctx context.Context, agency string) (int, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, agency+".*")
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	n := 0
+	for k := range lister.Keys() {
+		if err := s.kv.Purge(ctx, k); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

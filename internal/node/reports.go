@@ -1,0 +1,70 @@
+package node
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/dashboards/report"
+	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/ticketing/builtin"
+)
+
+// reports serves GET /api/v1/reports/sla?agency=ID&month=YYYY-MM[&format=html]:
+// an agency its own report only, ops and admin any.
+type reports struct {
+	holder    *catalogue.Holder
+	engine    promql.QueryEngine
+	queryable storage.Queryable
+	incidents *builtin.Store
+	audit     *audit.Log
+}
+
+func (rp *reports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, _ := catalogue.FromContext(r.Context())
+	agency, month := r.URL.Query().Get("agency"), r.URL.Query().Get("month")
+	if agency == "" && id.Role == catalogue.RoleAgency {
+		agency = id.Agency
+	}
+	if !id.CanRead(agency) {
+		if id.Role == catalogue.RoleAgency {
+			_ = rp.audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency, Detail: map[string]any{"requested": agency, "path": r.URL.Path}})
+		}
+		jsonError(w, http.StatusNotFound, "no such agency")
+		return
+	}
+	cat := rp.holder.Get()
+	a := cat.Agency(agency)
+	if a == nil {
+		jsonError(w, http.StatusNotFound, "no such agency")
+		return
+	}
+	if month == "" {
+		month = time.Now().In(a.Location()).Format("2006-01")
+	}
+	recs, err := rp.incidents.List(r.Context(), builtin.Filter{Agencies: []string{agency}})
+	if err != nil {
+		jsonError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	rep, err := report.Build(r.Context(), rp.engine, rp.queryable, cat, agency, month, recs, time.Now())
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if r.URL.Query().Get("format") == "html" {
+		b, err := report.HTML(rep)
+		if err != nil {
+			jsonError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		_, _ = w.Write(b)
+		return
+	}
+	jsonOK(w, rep)
+}
