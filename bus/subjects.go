@@ -36,6 +36,10 @@ const (
 	SourceScrape = "scrape"
 	SourceProbe  = "probe"
 	SourcePush   = "push"
+	// SourceNATS is an agency publishing to NATS directly from its own
+	// account: the account's service import maps its subjects to
+	// ingest.<kind>.nats.<agency> (see AgencyAccount).
+	SourceNATS = "nats"
 )
 
 // IngestSubject is the subject a collector publishes a batch on.

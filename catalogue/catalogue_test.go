@@ -101,6 +101,9 @@ func TestValidation(t *testing.T) {
 		{"bad schedule", "    phase: run\n", "    phase: run\n    maintenance:\n      - name: patch\n        schedule: \"fifth Tue of month 18:00-22:00\"\n", "cat.yaml:15: agency \"alpha\" maintenance \"patch\": unknown ordinal \"fifth\" in schedule \"fifth Tue of month 18:00-22:00\" (use first, second, third, fourth, last)"},
 		{"end before start", "    phase: run\n", "    phase: run\n    maintenance:\n      - name: move\n        start: 2026-12-06T04:00:00+01:00\n        end: 2026-12-05T20:00:00+01:00\n", "cat.yaml:16: agency \"alpha\" maintenance \"move\": end 2026-12-05T20:00:00+01:00 is not after start 2026-12-06T04:00:00+01:00"},
 		{"remedy company required", "agencies:", "ticketing:\n  backend: remedy\n  remedy:\n    url: https://remedy.example\nagencies:", "cat.yaml:14: agency \"alpha\": remedy.company is required in phase run with the remedy backend"},
+		{"company with spaces", "    phase: build\n", "    phase: build\n    remedy:\n      company: \" BETA\"\n", "cat.yaml:30: agency \"beta\": remedy.company \" BETA\" has leading or trailing spaces"},
+		{"company with control chars", "    phase: build\n", "    phase: build\n    remedy:\n      company: \"BE\\tTA\"\n", "cat.yaml:30: agency \"beta\": remedy.company \"BE\\tTA\" contains control characters"},
+		{"company too long", "    phase: build\n", "    phase: build\n    remedy:\n      company: " + strings.Repeat("B", 255) + "\n", "cat.yaml:30: agency \"beta\": remedy.company is longer than Remedy's 254 characters"},
 		{"not yaml", "roles:", "roles: [", "cat.yaml:3: did not find expected ',' or ']'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -254,3 +254,19 @@ func RemoveAgency(path, id string) (*Catalogue, error) {
 	}
 	return e.commit(lines)
 }
+
+// AgencyYAML returns an agency's entry as YAML, in the form AddAgency takes
+// (comments inside the entry are not kept).
+func AgencyYAML(path, id string) ([]byte, error) {
+	e, err := openEditable(path)
+	if err != nil {
+		return nil, err
+	}
+	node, _ := e.findAgency(id)
+	if node == nil {
+		return nil, fmt.Errorf("no agency %q in the catalogue", id)
+	}
+	n := *node
+	n.Style = 0 // block style, whatever the file used
+	return yaml.Marshal(&n)
+}

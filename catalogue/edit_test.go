@@ -68,3 +68,22 @@ func TestEditRefusesAConcurrentChange(t *testing.T) {
 	_, err = e.commit(e.lines)
 	require.ErrorIs(t, err, ErrChanged)
 }
+
+func TestAgencyYAMLRoundTrips(t *testing.T) {
+	p := copyExample(t)
+	orig, err := LoadFile(p)
+	require.NoError(t, err)
+	b, err := AgencyYAML(p, "ssc")
+	require.NoError(t, err)
+	_, err = RemoveAgency(p, "ssc")
+	require.NoError(t, err)
+	c, err := AddAgency(p, b)
+	require.NoError(t, err)
+	want, got := orig.Agency("ssc"), c.Agency("ssc")
+	require.Equal(t, want.Name, got.Name)
+	require.Equal(t, want.Credentials, got.Credentials)
+	require.Equal(t, want.EffectiveLimits(), got.EffectiveLimits())
+	require.Len(t, got.Services, len(want.Services))
+	_, err = AgencyYAML(p, "ghost")
+	require.Error(t, err)
+}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
@@ -230,6 +232,7 @@ func (v *validator) validate(c *Catalogue) {
 		if a.Phase == PhaseRun && c.Ticketing.Backend == "remedy" && a.Remedy.Company == "" {
 			v.errorf(at(p, "remedy"), "agency %q: remedy.company is required in phase run with the remedy backend", a.ID)
 		}
+		v.remedy(at(p, "remedy"), a.ID, a.Remedy)
 		if a.Retention == 0 {
 			a.Retention = d.Retention
 		}
@@ -305,6 +308,9 @@ func (v *validator) services(c *Catalogue, a *Agency, p []any) {
 		seen[s.ID] = true
 		if s.Name == "" {
 			v.errorf(sp, "agency %q service %q: name is required", a.ID, s.ID)
+		}
+		if s.Remedy != nil {
+			v.remedy(at(sp, "remedy"), a.ID, *s.Remedy)
 		}
 		if !slices.Contains(tiers, s.Tier) {
 			v.errorf(at(sp, "tier"), "agency %q service %q: tier %q must be one of critical, high, medium, low", a.ID, s.ID, s.Tier)
@@ -419,4 +425,27 @@ func (v *validator) url(path []any, raw, what string) {
 func HashToken(token string) string {
 	h := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(h[:])
+}
+
+// remedyFieldMax is the length of Remedy's Company and support group
+// character fields (254 on the Foundation forms).
+const remedyFieldMax = 254
+
+// remedy checks the Remedy names of an agency or service: Remedy refuses
+// an incident naming a company it does not know, so a typo costs incidents.
+func (v *validator) remedy(p []any, agency string, r Remedy) {
+	for _, f := range []struct{ key, val string }{
+		{"company", r.Company}, {"support_company", r.SupportCompany},
+		{"support_organization", r.SupportOrganization}, {"assigned_group", r.AssignedGroup},
+	} {
+		switch {
+		case f.val == "":
+		case strings.TrimSpace(f.val) != f.val:
+			v.errorf(at(p, f.key), "agency %q: remedy.%s %q has leading or trailing spaces", agency, f.key, f.val)
+		case len(f.val) > remedyFieldMax:
+			v.errorf(at(p, f.key), "agency %q: remedy.%s is longer than Remedy's %d characters", agency, f.key, remedyFieldMax)
+		case strings.IndexFunc(f.val, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) >= 0:
+			v.errorf(at(p, f.key), "agency %q: remedy.%s %q contains control characters", agency, f.key, f.val)
+		}
+	}
 }

@@ -96,6 +96,10 @@ agencies:
 		{[]string{"push", "plan-push"}, "", "", "plan_phase"},
 		{[]string{"scrape", "plan", "web"}, "", "", "plan_phase"},
 		{[]string{"forged", "alpha"}, "", "", "unknown_source"},
+		{[]string{"nats", "alpha"}, "alpha", "", ""},
+		{[]string{"nats", "ghost"}, "", "", "unknown_agency"},
+		{[]string{"nats", "plan"}, "", "", "plan_phase"},
+		{[]string{"nats", "alpha", "extra"}, "", "", "unknown_source"},
 	} {
 		src, err := resolve(cat, tc.tokens, bus.KindMetrics)
 		if tc.reason != "" {

@@ -43,6 +43,12 @@ func resolve(cat *catalogue.Catalogue, tokens []string, kind string) (source, er
 			return s, reject("not_agency_credential", "credential %q is not an agency credential", tokens[1])
 		}
 		s.agency = cat.Agency(id.Agency)
+	case tokens[0] == bus.SourceNATS && len(tokens) == 2:
+		// The subject comes from the agency's NATS account import, which
+		// the provider writes; the agency cannot publish another.
+		if s.agency = cat.Agency(tokens[1]); s.agency == nil {
+			return s, reject("unknown_agency", "nats source for unknown agency %q", tokens[1])
+		}
 	default:
 		return s, reject("unknown_source", "unknown source %v", tokens)
 	}

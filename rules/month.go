@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -32,6 +33,37 @@ type MonthFigure struct {
 	// ((1 - objective) × ScopeSeconds); above 1 the budget is overspent.
 	BudgetUsed float64 `json:"budget_used"`
 	Met        bool    `json:"met"`
+}
+
+// MarshalJSON writes a missing availability as null (JSON has no NaN).
+func (f MonthFigure) MarshalJSON() ([]byte, error) {
+	type plain MonthFigure
+	out := struct {
+		plain
+		Availability *float64 `json:"availability"`
+	}{plain: plain(f)}
+	if !math.IsNaN(f.Availability) {
+		out.Availability = &f.Availability
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads a null availability back as NaN.
+func (f *MonthFigure) UnmarshalJSON(b []byte) error {
+	type plain MonthFigure
+	var in struct {
+		plain
+		Availability *float64 `json:"availability"`
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*f = MonthFigure(in.plain)
+	f.Availability = math.NaN()
+	if in.Availability != nil {
+		f.Availability = *in.Availability
+	}
+	return nil
 }
 
 // MonthBounds returns the start and end of a calendar month ("2006-01") in loc.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,31 +127,78 @@ func (f *fixture) expect(last time.Time) (good, total, scopeSeconds float64) {
 	return good, total, scopeSeconds
 }
 
-func TestMonthToDateFixture(t *testing.T) {
+// MonthFixture is the month fixture evaluated into a TSDB, shared by the
+// rules tests and the report tests (rules_test); built once per test run.
+type MonthFixture struct {
+	*fixture
+	DB      *tsdb.DB
+	Engine  *promql.Engine
+	Cat     *catalogue.Catalogue
+	LastAgg time.Time // minute of the last aggregate evaluation
+}
+
+var (
+	monthOnce sync.Once
+	monthFix  *MonthFixture
+	monthErr  error
+	monthDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if monthFix != nil {
+		monthFix.DB.Close()
+	}
+	if monthDir != "" {
+		os.RemoveAll(monthDir)
+	}
+	os.Exit(code)
+}
+
+// BuildMonthFixture evaluates the generated rules over the fixture's month
+// as the engine does, once.
+func BuildMonthFixture(t *testing.T) *MonthFixture {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("evaluates a month of rules")
 	}
+	monthOnce.Do(func() { monthFix, monthErr = buildMonthFixture(t) })
+	require.NoError(t, monthErr)
+	return monthFix
+}
+
+func buildMonthFixture(t *testing.T) (*MonthFixture, error) {
 	f := newFixture(t)
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "samdrift-month-fixture-")
+	if err != nil {
+		return nil, err
+	}
+	monthDir = dir
 	opts := tsdb.DefaultOptions()
 	opts.RetentionDuration = 0 // keep the whole month
 	db, err := tsdb.Open(filepath.Join(dir, "tsdb"), nil, nil, opts, nil)
-	require.NoError(t, err)
-	defer db.Close()
-
+	if err != nil {
+		return nil, err
+	}
 	ls := labels.FromStrings("__name__", "probe_success", "agency", "alpha", "service", "web", "instance", "https://alpha.example/", "job", "probe")
 	// The generated rules, evaluated at every slot as the engine does.
 	gen, err := GenerateSLA(f.cat, f.agency, "http://samdrift.test")
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	file := filepath.Join(dir, "sla.yml")
-	require.NoError(t, os.WriteFile(file, gen, 0o600))
+	if err := os.WriteFile(file, gen, 0o600); err != nil {
+		return nil, err
+	}
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 50_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
 	m := rules.NewManager(&rules.ManagerOptions{
 		QueryFunc: rules.EngineQueryFunc(engine, db), AppendableV2: db, Queryable: db,
 		Context: context.Background(), NotifyFunc: func(context.Context, string, ...*rules.Alert) {},
 	})
 	groups, errs := m.LoadGroups(time.Minute, labels.EmptyLabels(), "", nil, false, file)
-	require.Empty(t, errs)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
 	byName := map[string]*rules.Group{}
 	for _, g := range groups {
 		byName[g.Name()] = g
@@ -165,19 +213,39 @@ func TestMonthToDateFixture(t *testing.T) {
 		ts := f.slotAt(mn)
 		app := db.Appender(ctx)
 		if v, ok := f.probe(mn); ok {
-			_, err := app.Append(0, ls, f.sampleAt(mn).UnixMilli(), v)
-			require.NoError(t, err)
+			if _, err := app.Append(0, ls, f.sampleAt(mn).UnixMilli(), v); err != nil {
+				return nil, err
+			}
 		}
-		require.NoError(t, cal.Write(ctx, app, f.agency, ts))
-		require.NoError(t, app.Commit())
+		if err := cal.Write(ctx, app, f.agency, ts); err != nil {
+			return nil, err
+		}
+		if err := app.Commit(); err != nil {
+			return nil, err
+		}
 		byName[slotGroup].Eval(ctx, ts)
 		if mn.Minute()%5 == 0 {
 			byName["sla-aggregates"].Eval(ctx, ts)
 			lastAgg = mn
 		}
 	}
+	byName["sla-month"].Eval(ctx, f.slotAt(lastAgg))
+	return &MonthFixture{fixture: f, DB: db, Engine: engine, Cat: f.cat, LastAgg: lastAgg}, nil
+}
+
+// Expect is the hand count over the whole month: good and counted slots and
+// the seconds in scope.
+func (f *MonthFixture) Expect() (good, total, scopeSeconds float64) { return f.expect(f.end) }
+
+// End is the end of the fixture month.
+func (f *MonthFixture) End() time.Time { return f.end }
+
+func TestMonthToDateFixture(t *testing.T) {
+	mf := BuildMonthFixture(t)
+	f, db, engine := mf.fixture, mf.DB, mf.Engine
+	lastAgg := mf.LastAgg
+	ctx := context.Background()
 	at := f.slotAt(lastAgg)
-	byName["sla-month"].Eval(ctx, at)
 
 	// The last aggregate ends a minute before it is taken.
 	good, total, scope := f.expect(lastAgg.Add(-time.Minute))
@@ -189,6 +257,7 @@ func TestMonthToDateFixture(t *testing.T) {
 	require.Equal(t, MonthScopeSeconds(f.agency, f.service, at), scope, "the calendar's month scope matches the hand count")
 
 	// The monthly report's figures, taken after the month, are the same.
+	good, total, scope = mf.Expect()
 	figs, err := Month(ctx, engine, db, f.cat, f.agency, "2026-10", f.end.Add(time.Hour))
 	require.NoError(t, err)
 	require.Len(t, figs, 1)

@@ -41,45 +41,8 @@ func registerDashboards(app *kingpin.Application, cmds map[string]func(*slog.Log
 			fmt.Fprintln(os.Stderr, "samdrift dashboards provision: need a Grafana URL and a data source URL (grafana.url and grafana.datasource_url in the catalogue, or flags)")
 			return 2
 		}
-		if o.Password = os.Getenv(grafanaPasswordEnv); o.Password == "" {
-			pf := first(*pwFile, c.Grafana.PasswordFile)
-			b, err := os.ReadFile(pf)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "samdrift dashboards provision: Grafana admin password: %v (set %s or a password file)\n", err, grafanaPasswordEnv)
-				return 1
-			}
-			o.Password = strings.TrimRight(string(b), "\r\n")
-		}
-		if o.Key, err = c.EnsureGrafanaKey(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		p, err := grafana.New(o)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Printf("Provisioning %s (data source %s)\n", o.URL, o.DatasourceURL)
-		sum, err := p.Run(context.Background(), c)
-		if err != nil {
+		if err := provisionGrafana(c, o, first(*pwFile, c.Grafana.PasswordFile)); err != nil {
 			fmt.Fprintln(os.Stderr, "samdrift dashboards provision:", err)
-			return 1
-		}
-		changed := 0
-		for _, r := range sum.Results {
-			if r.Changed() {
-				changed++
-			}
-		}
-		failed := sum.Failed()
-		fmt.Printf("\n%d organisations: %d changed, %d unchanged, %d failed; %d no longer in the catalogue\n",
-			len(sum.Results), changed, len(sum.Results)-changed-len(failed), len(failed), len(sum.Removed))
-		if len(failed) > 0 {
-			var names []string
-			for _, r := range failed {
-				names = append(names, first(r.Agency, "NOC"))
-			}
-			fmt.Fprintf(os.Stderr, "failed: %s (run again to finish them)\n", strings.Join(names, ", "))
 			return 1
 		}
 		fmt.Printf("Samdrift accepts the data sources' credentials once it has read %s (restart or SIGHUP if it ran before).\n", c.GrafanaKeyFile())
@@ -122,4 +85,56 @@ func first(vs ...string) string {
 		}
 	}
 	return ""
+}
+
+// provisionGrafana provisions every organisation of the catalogue, printing
+// progress; passwordFile is read unless SAMDRIFT_GRAFANA_PASSWORD is set.
+func provisionGrafana(c *catalogue.Catalogue, o grafana.Options, passwordFile string) error {
+	if o.Password = os.Getenv(grafanaPasswordEnv); o.Password == "" {
+		b, err := os.ReadFile(passwordFile)
+		if err != nil {
+			return fmt.Errorf("grafana admin password: %w (set %s or a password file)", err, grafanaPasswordEnv)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	var err error
+	if o.Key, err = c.EnsureGrafanaKey(); err != nil {
+		return err
+	}
+	p, err := grafana.New(o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Progress, "Provisioning %s (data source %s)\n", o.URL, o.DatasourceURL)
+	sum, err := p.Run(context.Background(), c)
+	if err != nil {
+		return err
+	}
+	changed := 0
+	for _, r := range sum.Results {
+		if r.Changed() {
+			changed++
+		}
+	}
+	failed := sum.Failed()
+	fmt.Fprintf(o.Progress, "%d organisations: %d changed, %d unchanged, %d failed; %d no longer in the catalogue\n",
+		len(sum.Results), changed, len(sum.Results)-changed-len(failed), len(failed), len(sum.Removed))
+	if len(failed) > 0 {
+		var names []string
+		for _, r := range failed {
+			names = append(names, first(r.Agency, "NOC"))
+		}
+		return fmt.Errorf("failed: %s (run samdrift dashboards provision again to finish them)", strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// grafanaFromCatalogue is the provisioning of the catalogue's grafana
+// block, or nil when it names no Grafana.
+func grafanaFromCatalogue(c *catalogue.Catalogue, prune bool) (*grafana.Options, string) {
+	if c.Grafana.URL == "" || c.Grafana.DatasourceURL == "" {
+		return nil, ""
+	}
+	return &grafana.Options{URL: c.Grafana.URL, Username: first(c.Grafana.Username, "admin"), DatasourceURL: c.Grafana.DatasourceURL,
+		OrgPrefix: c.Grafana.OrgPrefix, Prune: prune, Progress: os.Stdout}, c.Grafana.PasswordFile
 }

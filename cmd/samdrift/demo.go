@@ -48,9 +48,27 @@ func registerDemo(app *kingpin.Application, cmds map[string]func(*slog.Logger) i
 				return 1
 			}
 		}
+		// Agencies onboarded into the demo (samdrift agency onboard) stay.
+		var kept [][]byte
+		if old, err := catalogue.LoadFile(file); err == nil {
+			if fresh, err := catalogue.Parse(content, file); err == nil {
+				for _, a := range old.Agencies {
+					if fresh.Agency(a.ID) == nil {
+						if b, err := catalogue.AgencyYAML(file, a.ID); err == nil {
+							kept = append(kept, b)
+						}
+					}
+				}
+			}
+		}
 		if err := os.WriteFile(file, content, 0o640); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
+		}
+		for _, b := range kept {
+			if _, err := catalogue.AddAgency(file, b); err != nil {
+				logger.Warn("dropping an onboarded agency from the demo catalogue", "err", err)
+			}
 		}
 		cfg := f.config(file, logger)
 		cat, err := catalogue.LoadFile(file)

@@ -35,6 +35,8 @@ func run(args []string) int {
 
 	cmds := map[string]func(*slog.Logger) int{}
 	registerRun(app, cmds)
+	registerAgency(app, cmds)
+	registerReport(app, cmds)
 	registerDemo(app, cmds)
 	registerCheck(app, cmds)
 	registerDashboards(app, cmds)

@@ -27,6 +27,7 @@ type nodeFlags struct {
 	clientCA         *string
 	pushMaxBody      *units.Base2Bytes
 	externalURL      *string
+	auditLog         *string
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -49,6 +50,7 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.clientCA = cmd.Flag("http.client-ca-file", "CA (PEM) that client certificates must chain to; enables mTLS credentials (cert_subject).").String()
 	f.externalURL = cmd.Flag("web.external-url", "URL under which users reach Samdrift (links in alerts and incidents). Default: http://<http.addr>.").String()
 	f.pushMaxBody = cmd.Flag("push.max-body-bytes", "Largest push request body accepted, compressed or not (413 above).").Default("32MiB").Bytes()
+	f.auditLog = cmd.Flag("audit-log", "Audit trail file (JSON lines; default <data-dir>/audit.log). May be the file samdrift agency … --audit-log writes.").String()
 	f.tracingEndpoint = cmd.Flag("tracing.endpoint", "OTLP/HTTP endpoint for traces, such as http://localhost:4318/v1/traces.").String()
 	return f
 }
@@ -61,6 +63,7 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		TracingEndpoint: *f.tracingEndpoint, Version: getVersion(), Logger: logger,
 		PushMaxBodyBytes: int64(*f.pushMaxBody), ExternalURL: *f.externalURL,
 		TLSCertFile: *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
+		AuditLog: *f.auditLog,
 	}
 }
 

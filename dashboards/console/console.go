@@ -8,8 +8,8 @@ package console
 
 import (
 	"context"
-	"fmt"
 	"embed"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"

@@ -98,6 +98,24 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(shots, "console-agency-bo.png"), png, 0o644))
 
+	// The monthly SLA report, downloadable from the portal.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href="/agency/bo/report"]`)), chromedp.WaitVisible(chromedp.CSS("h1"))))
+	h1, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1")))
+	require.NoError(t, err)
+	require.Contains(t, h1, "SLA report")
+	require.Contains(t, h1, "Barnombudsmannen")
+	svcs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("tr[data-service]").length`))
+	require.NoError(t, err)
+	require.Positive(t, svcs, "the report lists bo's services")
+	png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(shots, "console-report-bo.png"), png, 0o644))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(base+"/agency/tullverket/report")))
+	body, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	require.NoError(t, err)
+	require.Contains(t, body, "404")
+	require.NotContains(t, body, "Tullverket", "another agency's report")
+
 	// Another agency's page: not found, nothing of it shown.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(base+"/agency/tullverket")))
 	body, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))

@@ -148,3 +148,50 @@ func boTicket(t *testing.T, addr string) string {
 	}, 30*time.Second, 500*time.Millisecond)
 	return ticket
 }
+
+// TestDemoOnboarding: on the demo, a new agency goes from `agency onboard`
+// to probe data and running SLA rules in seconds; the usage and SLA
+// reports come out for the month; the agency survives a demo restart.
+func TestDemoOnboarding(t *testing.T) {
+	addr := freeAddr(t)
+	base := "http://" + addr
+	data := filepath.Join(t.TempDir(), "demo")
+	p := start(t, addr, "demo", "--data-dir", data)
+	cfg := filepath.Join(data, "demo.yaml")
+
+	began := time.Now()
+	out := cli(t, 0, "agency", "onboard", "--config", cfg, "--id", "jo", "--name", "Justitieombudsmannen",
+		"--service", "web=Webb", "--probe", "web="+base+"/-/healthy", "--wait", base)
+	token := regexp.MustCompile(`token: (sd_\S+)`).FindStringSubmatch(out)[1]
+	require.Eventually(t, func() bool {
+		v := query(t, addr, token, `probe_success`)
+		return len(v) == 1 && v[0].Metric["agency"] == "jo"
+	}, 20*time.Second, 100*time.Millisecond, "the new agency's probe data")
+	require.Eventually(t, func() bool {
+		v := query(t, addr, token, `sla:slot:good`)
+		return len(v) == 1 && v[0].Metric["service"] == "web"
+	}, 20*time.Second, 100*time.Millisecond, "the new agency's SLA rules evaluate")
+	t.Logf("demo: onboard → probe data and SLA rules in %.1fs", time.Since(began).Seconds())
+	code, body := get(t, base+"/api/v1/incidents?agency=digg", token)
+	require.Equal(t, http.StatusOK, code)
+	require.NotContains(t, body, `"agency":"digg"`, "the new agency sees no other agency's incidents")
+
+	month := time.Now().In(mustLoc(t, "Europe/Stockholm")).Format("2006-01")
+	out = cli(t, 0, "report", "usage", "--url", base, "--token", "admin-demo-token", "--month", month)
+	for _, a := range []string{"digg", "jo", "tullverket"} {
+		require.Contains(t, out, a, out)
+	}
+	repDir := t.TempDir()
+	out = cli(t, 0, "report", "sla", "--url", base, "--token", "admin-demo-token", "--agency", "digg", "--month", month, "--out", repDir)
+	require.FileExists(t, filepath.Join(repDir, "sla-digg-"+month+".html"), out)
+	if strings.Contains(out, ".pdf") {
+		require.FileExists(t, filepath.Join(repDir, "sla-digg-"+month+".pdf"))
+	}
+	cli(t, 1, "report", "sla", "--url", base, "--token", "jo-not-a-token", "--agency", "digg", "--month", month, "--out", repDir)
+
+	// Restart: the onboarded agency and its data are still there.
+	p.Stop()
+	start(t, addr, "demo", "--data-dir", data)
+	v := query(t, addr, token, `probe_success`)
+	require.Len(t, v, 1, "jo's token and data survive a demo restart")
+}

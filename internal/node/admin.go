@@ -111,8 +111,8 @@ func (a *admin) intakeStopped(id string) bool {
 func (a *admin) export(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	db := a.st.DB(id)
-	if db == nil {
-		jsonError(w, http.StatusNotFound, "no data for agency "+id)
+	if db == nil && a.n.holder.Get().Agency(id) == nil {
+		jsonError(w, http.StatusNotFound, "no agency "+id)
 		return
 	}
 	tmp, err := os.MkdirTemp("", "samdrift-export-")
@@ -121,7 +121,18 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer os.RemoveAll(tmp)
-	if err := db.Snapshot(filepath.Join(tmp, "tsdb"), true); err != nil {
+	if db == nil {
+		// Never received data: the export still says so, with an empty TSDB.
+		err = os.Mkdir(filepath.Join(tmp, "tsdb"), 0o700)
+	} else {
+		err = db.Snapshot(filepath.Join(tmp, "tsdb"), true)
+	}
+	if err == nil {
+		// An empty WAL makes the export a TSDB that promtool tsdb and
+		// prometheus --storage.tsdb.path open as it is.
+		err = os.MkdirAll(filepath.Join(tmp, "tsdb", "wal"), 0o700)
+	}
+	if err != nil {
 		jsonError(w, http.StatusInternalServerError, "snapshot: "+err.Error())
 		return
 	}

@@ -89,7 +89,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.HTTPAddr = "127.0.0.1:9470"
 	}
 	if cfg.ReloadInterval == 0 {
-		cfg.ReloadInterval = 5 * time.Second
+		cfg.ReloadInterval = time.Second
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("a data dir is required (--data-dir)")

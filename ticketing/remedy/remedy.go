@@ -30,7 +30,32 @@ const (
 	formCreate   = "HPD:IncidentInterface_Create"
 	formIncident = "HPD:IncidentInterface"
 	formWorkLog  = "HPD:WorkLog"
+	formCompany  = "COM:Company"
 )
+
+// CompanyExists reports whether Remedy knows an enabled company of that
+// name (Foundation form COM:Company), for checking an agency's company at
+// onboarding.
+func (c *Client) CompanyExists(ctx context.Context, company string) (bool, error) {
+	q := url.Values{
+		"q":      {fmt.Sprintf(`'Company' = "%s"`, quote(company))},
+		"fields": {"values(Company,Status)"},
+	}
+	_, b, err := c.do(ctx, http.MethodGet, "/api/arsys/v1/entry/"+url.PathEscape(formCompany)+"?"+q.Encode(), nil)
+	if err != nil {
+		return false, err
+	}
+	var es entries
+	if err := json.Unmarshal(b, &es); err != nil {
+		return false, fmt.Errorf("remedy company search: %w", err)
+	}
+	for _, e := range es.Entries {
+		if str(e.Values["Company"]) == company && str(e.Values["Status"]) != "Obsolete" && str(e.Values["Status"]) != "Delete" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 // DescriptionLimit is the length of HPD:Help Desk's Description field.
 const DescriptionLimit = 100

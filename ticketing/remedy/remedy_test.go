@@ -219,3 +219,18 @@ func TestMultiCompany(t *testing.T) {
 	// create, and is refused: nothing of beta leaks to it.
 	require.NotEqual(t, "ALPHA", betaInc["Company"])
 }
+
+func TestCompanyExists(t *testing.T) {
+	_, url := newSim(t, remedysim.Options{})
+	c := client(url, "samdrift")
+	ctx := context.Background()
+	for company, want := range map[string]bool{"ALPHA": true, "Provider IT": true, "GAMMA": false, `ALPHA" OR 'Company' != "`: false} {
+		ok, err := c.CompanyExists(ctx, company)
+		require.NoError(t, err, company)
+		require.Equal(t, want, ok, company)
+	}
+	// A user restricted to one company sees only that one.
+	ok, err := client(url, "alpha-only").CompanyExists(ctx, "BETA")
+	require.NoError(t, err)
+	require.False(t, ok)
+}

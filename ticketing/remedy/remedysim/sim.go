@@ -33,6 +33,9 @@ const (
 	FormCreate   = "HPD:IncidentInterface_Create"
 	FormIncident = "HPD:IncidentInterface"
 	FormWorkLog  = "HPD:WorkLog"
+	// FormCompany is Foundation's company form; the simulator lists
+	// Options.Companies there (Company Type "Customer", Status "Enabled").
+	FormCompany = "COM:Company"
 )
 
 // Field limits, as on HPD:Help Desk.
@@ -90,8 +93,11 @@ func New(o Options) *Sim {
 		o.Now = time.Now
 	}
 	s := &Sim{opts: o, tokens: map[string]session{}, entries: map[string]map[string]map[string]any{
-		FormIncident: {}, FormWorkLog: {},
+		FormIncident: {}, FormWorkLog: {}, FormCompany: {},
 	}}
+	for i, c := range o.Companies {
+		s.entries[FormCompany][fmt.Sprintf("CPY%012d", i+1)] = map[string]any{"Company": c, "Company Type": "Customer", "Status": "Enabled"}
+	}
 	if o.Rate > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(o.Rate), max(o.Burst, 1))
 	}
@@ -266,7 +272,7 @@ func (s *Sim) entry(w http.ResponseWriter, r *http.Request, u User, form, id str
 		s.createIncident(w, r, u)
 	case form == FormWorkLog && id == "" && r.Method == http.MethodPost:
 		s.createWorkLog(w, r, u)
-	case (form == FormIncident || form == FormWorkLog) && id == "" && r.Method == http.MethodGet:
+	case (form == FormIncident || form == FormWorkLog || form == FormCompany) && id == "" && r.Method == http.MethodGet:
 		s.list(w, r, u, form)
 	case form == FormIncident && id != "" && r.Method == http.MethodGet:
 		s.get(w, r, u, form, id)

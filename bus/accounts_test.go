@@ -1,0 +1,103 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/samdrift/samdrift/bus"
+)
+
+// TestAgencyAccounts runs a NATS server on generated agency accounts: an
+// agency's publish lands in the provider's INGEST stream on its own source
+// subject, whatever subject it tries, and another agency's password does not
+// open its account.
+func TestAgencyAccounts(t *testing.T) {
+	dir := t.TempDir()
+	accounts := filepath.Join(dir, "nats-accounts")
+	for _, a := range []string{"alpha", "beta"} {
+		h, err := bcrypt.GenerateFromPassword([]byte(a+"-secret"), bcrypt.MinCost)
+		require.NoError(t, err)
+		_, err = bus.WriteAgencyAccount(accounts, a, a, string(h))
+		require.NoError(t, err)
+	}
+	_, err := bus.WriteAgencyAccount(accounts, "alpha", "alpha", "$2a$04$x")
+	require.Error(t, err, "an existing account is not overwritten")
+	_, err = bus.AgencyAccount("Bad.ID", "x", "$2a$04$x")
+	require.Error(t, err)
+
+	conf := filepath.Join(dir, "nats.conf")
+	require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, `
+listen: "127.0.0.1:-1"
+jetstream: {store_dir: %q}
+accounts: {
+  SAMDRIFT: {
+    jetstream: enabled
+    users: [{user: samdrift, password: provider}]
+    exports: [{service: "ingest.*.nats.*"}]
+  }
+  include "nats-accounts/index.conf"
+}
+`, filepath.Join(dir, "js")), 0o600))
+	opts, err := server.ProcessConfigFile(conf)
+	require.NoError(t, err)
+	s, err := server.NewServer(opts)
+	require.NoError(t, err)
+	s.Start()
+	t.Cleanup(s.Shutdown)
+	require.True(t, s.ReadyForConnections(10*time.Second))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URLs: []string{"nats://samdrift:provider@" + s.Addr().String()}})
+	require.NoError(t, err)
+	defer b.Close()
+
+	connect := func(user, pass string) (*nats.Conn, error) {
+		return nats.Connect("nats://"+s.Addr().String(), nats.UserInfo(user, pass))
+	}
+	_, err = connect("alpha", "beta-secret")
+	require.Error(t, err, "wrong password")
+
+	nc, err := connect("alpha", "alpha-secret")
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ack, err := js.Publish(ctx, bus.AgencyMetricsSubject, []byte("m1"))
+	require.NoError(t, err, "the agency's publish reaches the provider's stream and is acknowledged")
+	require.Equal(t, bus.StreamIngest, ack.Stream)
+	// Subjects outside its permissions never reach the provider.
+	require.NoError(t, nc.Publish(bus.IngestSubject(bus.KindMetrics, bus.SourceNATS, "beta"), []byte("forged")))
+	require.NoError(t, nc.Publish("ingest.metrics.push.beta-push", []byte("forged")))
+	require.NoError(t, nc.Flush())
+
+	st, err := b.JS.Stream(ctx, bus.StreamIngest)
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, info.State.Msgs, "only the permitted publish arrived")
+	msg, err := st.GetMsg(ctx, info.State.FirstSeq)
+	require.NoError(t, err)
+	require.Equal(t, "ingest.metrics.nats.alpha", msg.Subject)
+	require.Equal(t, "m1", string(msg.Data))
+
+	// Offboarding removes the account from the index.
+	require.NoError(t, bus.RemoveAgencyAccount(accounts, "alpha"))
+	idx, err := os.ReadFile(filepath.Join(accounts, bus.AccountIndex))
+	require.NoError(t, err)
+	require.NotContains(t, string(idx), "alpha.conf")
+	require.Contains(t, string(idx), "beta.conf")
+	_, err = server.ProcessConfigFile(conf)
+	require.NoError(t, err, "the config still loads")
+}
