@@ -64,7 +64,7 @@ func TestSLAReportFromMonthFixture(t *testing.T) {
 		ids = append(ids, inc.Ticket)
 	}
 	require.Equal(t, []string{"INC000000000101", "INC000000000102", "INC000000000103"}, ids, "October's incidents of alpha only, by start")
-	require.Equal(t, (45*time.Minute + 15*time.Minute).Seconds()/2, r.MTTRSeconds, "mean of the resolved ones")
+	require.Equal(t, (45*time.Minute+15*time.Minute).Seconds()/2, r.MTTRSeconds, "mean of the resolved ones")
 
 	// The JSON the reports API sends round-trips, figures and all.
 	b, err := json.Marshal(r)
