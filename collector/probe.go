@@ -30,6 +30,9 @@ const maxProbeBody = 1 << 20
 
 // ProberOptions configure the availability prober.
 type ProberOptions struct {
+	// Filter, if set, keeps only the probes this collector owns (scale-out
+	// sharding); the argument identifies the probe.
+	Filter     func(key string) bool
 	Bus        *bus.Bus
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -115,6 +118,9 @@ func (p *Prober) Apply(c *catalogue.Catalogue) {
 	defer p.mu.Unlock()
 	want := map[string]ProbeSpec{}
 	for _, s := range Specs(c) {
+		if p.opts.Filter != nil && !p.opts.Filter(s.key()) {
+			continue
+		}
 		want[s.key()] = s
 	}
 	for k, cancel := range p.loops {

@@ -34,6 +34,12 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Tracer     trace.TracerProvider
+	// Meter, if set, counts each agency's samples once JetStream has them
+	// (samples_ingested): the metering point when several store replicas
+	// each hold a copy and cannot count alone.
+	Meter interface {
+		Add(agency, kind string, n float64)
+	}
 }
 
 // Router routes ingested batches to their agency.
@@ -128,6 +134,8 @@ type pending struct {
 	in      jetstream.Msg
 	futs    []jetstream.PubAckFuture
 	verdict *verdict
+	agency  string // metrics batches: whose samples
+	samples int
 }
 
 // verdict is an answer owed to a push receiver waiting on its batch.
@@ -164,7 +172,7 @@ func (r *Router) routeBatch(ctx context.Context, batch []jetstream.Msg) {
 			r.answer(res.final())
 			continue
 		}
-		p := pending{in: m, verdict: res.final()}
+		p := pending{in: m, verdict: res.final(), agency: res.agency, samples: res.samples}
 		for i, out := range res.outs {
 			id := msgID(m)
 			if len(res.outs) > 1 {
@@ -186,11 +194,12 @@ func (r *Router) routeBatch(ctx context.Context, batch []jetstream.Msg) {
 	}
 	timeout := time.After(30 * time.Second)
 	for _, p := range outs {
-		ok := true
+		ok, dup := true, false
 	wait:
 		for _, fut := range p.futs {
 			select {
-			case <-fut.Ok():
+			case ack := <-fut.Ok():
+				dup = dup || ack.Duplicate
 			case err := <-fut.Err():
 				r.logger.Warn("publish not acknowledged, will retry", "subject", fut.Msg().Subject, "err", err)
 				ok = false
@@ -208,6 +217,11 @@ func (r *Router) routeBatch(ctx context.Context, batch []jetstream.Msg) {
 		}
 		_ = p.in.Ack()
 		r.answer(p.verdict)
+		// A redelivered batch republished after a crash is a duplicate to
+		// JetStream (same message id): counted once.
+		if r.opts.Meter != nil && p.samples > 0 && !dup {
+			r.opts.Meter.Add(p.agency, "samples_ingested", float64(p.samples))
+		}
 	}
 }
 
@@ -245,6 +259,8 @@ func reject(reason string, format string, args ...any) error {
 
 // result is what routing one message produced.
 type result struct {
+	agency     string
+	samples    int         // metrics samples forwarded
 	outs       []*nats.Msg // none: nothing to forward
 	verdictSub string      // where the push receiver waits, if it does
 	outcome    outcome
@@ -316,6 +332,7 @@ func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstrea
 		out := &nats.Msg{Subject: bus.AgencySubject(src.agency.ID, kind), Data: data, Header: nats.Header{}}
 		bus.InjectTrace(ctx, out)
 		res.outs = []*nats.Msg{out}
+		res.agency, res.samples = src.agency.ID, res.outcome.accepted
 		return res, nil
 	case bus.KindAlerts:
 		outs, err := r.routeAlerts(ctx, cat, src, m.Data())

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,7 +32,8 @@ agencies:
 `), "c.yaml")
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	r := New(Options{Bus: b, Catalogue: catalogue.NewHolder(cat), Registerer: reg})
+	meter := &countMeter{}
+	r := New(Options{Bus: b, Catalogue: catalogue.NewHolder(cat), Registerer: reg, Meter: meter})
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 
@@ -51,6 +53,8 @@ agencies:
 	_, err = b.JS.Publish(ctx, bus.IngestSubject(bus.KindMetrics, "push", "alpha-push"), []byte("not snappy"))
 	require.NoError(t, err)
 	publish(bus.IngestSubject(bus.KindMetrics, "push", "alpha-push"), series("__name__", "m", "agency", "beta"))
+	// An agency publishing to NATS directly: its account's import chose the subject.
+	publish(bus.IngestSubject(bus.KindMetrics, bus.SourceNATS, "alpha"), series("__name__", "n"))
 
 	select {
 	case m := <-out:
@@ -61,6 +65,17 @@ agencies:
 	case <-time.After(10 * time.Second):
 		t.Fatal("nothing routed")
 	}
+	select {
+	case m := <-out:
+		require.Equal(t, "agency.alpha.metrics", m.Subject)
+		var wr prompb.WriteRequest
+		require.NoError(t, bus.DecodeMetrics(m.Data, &wr))
+		require.Equal(t, map[string]string{"__name__": "n", "agency": "alpha"}, labelsOf(wr.Timeseries[0]))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the NATS-sourced batch was not routed")
+	}
+	require.Eventually(t, func() bool { return meter.get("alpha") == 2 }, 5*time.Second, 20*time.Millisecond,
+		"the router meters the samples it forwarded, once")
 	require.Eventually(t, func() bool {
 		return testutil.ToFloat64(r.metrics.rejected.WithLabelValues("unknown_agency")) == 1 &&
 			testutil.ToFloat64(r.metrics.rejected.WithLabelValues("unknown_credential")) == 1 &&
@@ -80,4 +95,24 @@ agencies:
 	}
 	cancel()
 	require.NoError(t, <-done)
+}
+
+type countMeter struct {
+	mu sync.Mutex
+	n  map[string]float64
+}
+
+func (m *countMeter) Add(agency, kind string, n float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == nil {
+		m.n = map[string]float64{}
+	}
+	m.n[agency+"/"+kind] += n
+}
+
+func (m *countMeter) get(agency string) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n[agency+"/samples_ingested"]
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 	"go.opentelemetry.io/otel/attribute"
@@ -57,6 +58,9 @@ type Options struct {
 	// restart delays it by no more than the restart took.
 	OutageTolerance time.Duration
 	ForGracePeriod  time.Duration
+	// Publish, if set, also hands every rule output to the bus
+	// (agency.<id>.metrics) for store replicas in other processes.
+	Publish PublishFunc
 	// Meter counts rule evaluations and alerts per agency (optional).
 	Meter interface {
 		Add(agency, kind string, n float64)
@@ -223,10 +227,10 @@ func (e *Engine) applyAgency(c *catalogue.Catalogue, a *catalogue.Agency) error 
 		ext, _ := url.Parse(e.opts.ExternalURL)
 		ar.manager = rules.NewManager(&rules.ManagerOptions{
 			ExternalURL:     ext,
-			QueryFunc:       rules.EngineQueryFunc(e.opts.Engine, db),
+			QueryFunc:       rules.EngineQueryFunc(e.opts.Engine, e.queryable(a.ID, db)),
 			NotifyFunc:      e.notifier(ar),
 			Context:         ctx,
-			AppendableV2:    db,
+			AppendableV2:    e.appendable(a.ID, db),
 			Queryable:       db,
 			Logger:          e.logger.With("agency", a.ID),
 			OutageTolerance: e.opts.OutageTolerance,
@@ -249,12 +253,36 @@ func (e *Engine) applyAgency(c *catalogue.Catalogue, a *catalogue.Agency) error 
 	return ar.manager.Update(eval, files, labels.EmptyLabels(), e.opts.ExternalURL, e.iteration(ar, db))
 }
 
+// queryable is what the agency's rules read: its store's queryable (the
+// TSDB, with remote read where configured).
+func (e *Engine) queryable(agency string, db *tsdb.DB) storage.Queryable {
+	if qs, ok := e.opts.Stores.(interface {
+		AgencyQueryable(string) storage.SampleAndChunkQueryable
+	}); ok {
+		if q := qs.AgencyQueryable(agency); q != nil {
+			return q
+		}
+	}
+	return db
+}
+
+// appendable is where the agency's rule outputs go.
+func (e *Engine) appendable(agency string, db *tsdb.DB) storage.AppendableV2 {
+	if e.opts.Publish == nil {
+		return db
+	}
+	return teeAppendable{local: db, agency: agency, publish: e.opts.Publish}
+}
+
 // iteration writes the agency's calendar before each evaluation of its slot
 // rules, at the evaluation's own timestamp.
 func (e *Engine) iteration(ar *agencyRules, db *tsdb.DB) rules.GroupEvalIterationFunc {
 	return func(ctx context.Context, g *rules.Group, ts time.Time) {
 		if g.Name() == slotGroup {
-			app := db.Appender(ctx)
+			var app storage.Appender = db.Appender(ctx)
+			if e.opts.Publish != nil {
+				app = &teeAppender{Appender: app, ctx: ctx, agency: ar.id, publish: e.opts.Publish}
+			}
 			if err := e.calendar.Write(ctx, app, ar.get(), ts); err != nil {
 				_ = app.Rollback()
 				e.logger.Warn("write SLA calendar", "agency", ar.id, "err", err)

@@ -7,9 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
@@ -117,4 +120,56 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// TestPublishRuleOutputs: with Publish set (rules in a process of their
+// own), every committed rule output and calendar sample is handed on for
+// the other store replicas, under its own agency only, and the rules still
+// read their outputs from the local TSDB.
+func TestPublishRuleOutputs(t *testing.T) {
+	dir := t.TempDir()
+	c := engineCatalogue(t, dir)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "alpha.rules.yml"), []byte("groups:\n  - name: alpha-own\n    interval: 1s\n    rules:\n      - record: alpha:one\n        expr: vector(1)\n      - record: alpha:two\n        expr: alpha:one * 2\n"), 0o600))
+	st, err := store.New(store.Options{Dir: filepath.Join(t.TempDir(), "tsdb")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	require.NoError(t, st.Apply(c))
+	var mu sync.Mutex
+	got := map[string]map[string]float64{} // agency -> metric name -> last value
+	publish := func(_ context.Context, agency string, wr *prompb.WriteRequest) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if got[agency] == nil {
+			got[agency] = map[string]float64{}
+		}
+		for _, ts := range wr.Timeseries {
+			name, ag := "", ""
+			for _, l := range ts.Labels {
+				switch l.Name {
+				case "__name__":
+					name = l.Value
+				case "agency":
+					ag = l.Value
+				}
+			}
+			if ag != "" && ag != agency {
+				return fmt.Errorf("published %s of agency %q under %q", name, ag, agency)
+			}
+			got[agency][name] = ts.Samples[len(ts.Samples)-1].Value
+		}
+		return nil
+	}
+	e := New(Options{Stores: st, Engine: store.NewEngine(nil, nil), Dir: t.TempDir(), ExternalURL: "http://s", Publish: publish})
+	t.Cleanup(e.Stop)
+	require.NoError(t, e.Apply(c))
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got["alpha"]["alpha:two"] == 2 && got["alpha"]["samdrift_sla_in_scope"] == 1
+	}, 15*time.Second, 100*time.Millisecond, "published: %v", got)
+	mu.Lock()
+	defer mu.Unlock()
+	for name := range got["beta"] {
+		require.False(t, strings.HasPrefix(name, "alpha:"), "beta's outputs hold nothing of alpha")
+	}
 }

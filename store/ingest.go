@@ -32,8 +32,13 @@ type consumer struct {
 func newConsumer(ctx context.Context, s *Store, adb *agencyDB) (*consumer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	var inactive time.Duration
+	if s.opts.Instance != "" {
+		inactive = InstanceConsumerTTL
+	}
 	cons, err := s.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamMetrics, jetstream.ConsumerConfig{
-		Durable:       "store-" + adb.id,
+		Durable:           s.consumerName(adb.id),
+		InactiveThreshold: inactive,
 		FilterSubject: bus.AgencySubject(adb.id, bus.KindMetrics),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// A crashed process's batches come back after this.
@@ -127,7 +132,7 @@ func (c *consumer) appendBatch(ctx context.Context, batch []jetstream.Msg, wr *p
 		_ = m.Ack()
 	}
 	c.s.metrics.appended.WithLabelValues(id).Add(float64(appended))
-	if c.s.opts.Meter != nil {
+	if c.s.opts.Meter != nil && !c.s.opts.NoSampleMetering {
 		c.s.opts.Meter.Add(id, usageSamples, float64(appended))
 	}
 	span.SetAttributes(attribute.Int("samples", appended))

@@ -119,11 +119,11 @@ func (q *scopedQuerier) querier(ctx context.Context, ms []*labels.Matcher) (stor
 			qs = append(qs, oq)
 			continue
 		}
-		db := q.s.DB(id)
-		if db == nil {
+		aq := q.s.AgencyQueryable(id)
+		if aq == nil {
 			continue
 		}
-		oq, err := db.Querier(q.mint, q.maxt)
+		oq, err := aq.Querier(q.mint, q.maxt)
 		if err != nil {
 			return nil, err
 		}
@@ -198,11 +198,11 @@ func (q *scopedChunkQuerier) querier(ctx context.Context, ms []*labels.Matcher) 
 			qs = append(qs, oq)
 			continue
 		}
-		db := q.s.DB(id)
-		if db == nil {
+		aq := q.s.AgencyQueryable(id)
+		if aq == nil {
 			continue
 		}
-		oq, err := db.ChunkQuerier(q.mint, q.maxt)
+		oq, err := aq.ChunkQuerier(q.mint, q.maxt)
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/compression"
 	"go.opentelemetry.io/otel/trace"
@@ -34,6 +35,32 @@ type Options struct {
 	OutOfOrderWindow time.Duration
 	// Meter counts ingested samples and API queries per agency (optional).
 	Meter Meter
+	// NoSampleMetering leaves counting samples to the router: set where
+	// several store replicas (query, rules processes) each hold a copy.
+	NoSampleMetering bool
+	// Instance names this store's consumers ("store-<instance>-<agency>")
+	// where several processes each keep a copy of the data; empty for the
+	// single-process "store-<agency>". Instance consumers unused for
+	// InstanceConsumerTTL are removed by the server.
+	Instance string
+	// RemoteWrite, if set, exports every agency's samples to a scale-out
+	// engine with Prometheus's queue manager, reading the agency's WAL.
+	RemoteWrite *RemoteConfig
+	// RemoteRead, if set, answers queries for data older than the local
+	// TSDB from the engine, as Prometheus's remote_read with read_recent
+	// false.
+	RemoteRead *RemoteConfig
+}
+
+// InstanceConsumerTTL is how long an instance's consumers outlive it.
+const InstanceConsumerTTL = 24 * time.Hour
+
+// consumerName is the durable consumer of an agency's metrics.
+func (s *Store) consumerName(agency string) string {
+	if s.opts.Instance == "" {
+		return "store-" + agency
+	}
+	return "store-" + s.opts.Instance + "-" + agency
 }
 
 // Meter counts usage per agency.
@@ -64,6 +91,10 @@ type Store struct {
 type agencyDB struct {
 	id     string
 	db     *tsdb.DB
+	// q answers queries: the TSDB, or the TSDB fanned out with the remote
+	// engine for older data.
+	q      storage.SampleAndChunkQueryable
+	remote *remoteAgency
 	stop   context.CancelFunc
 	done   chan struct{}
 	closed bool
@@ -136,7 +167,11 @@ func (s *Store) openDB(a *catalogue.Agency) (*agencyDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store of agency %q: %w", a.ID, err)
 	}
-	adb := &agencyDB{id: a.ID, db: db, done: make(chan struct{})}
+	adb := &agencyDB{id: a.ID, db: db, q: db, done: make(chan struct{})}
+	if err := s.attachRemote(adb, dir); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("agency %q: %w", a.ID, err)
+	}
 	if s.opts.Bus == nil {
 		close(adb.done)
 		return adb, nil
@@ -168,6 +203,9 @@ func (s *Store) closeDB(adb *agencyDB) {
 		adb.stop()
 	}
 	<-adb.done
+	if adb.remote != nil {
+		adb.remote.close()
+	}
 	if err := adb.db.Close(); err != nil {
 		s.logger.Error("close agency store", "agency", adb.id, "err", err)
 	}
@@ -191,6 +229,17 @@ func (s *Store) DB(agency string) *tsdb.DB {
 	defer s.mu.RUnlock()
 	if adb := s.dbs[agency]; adb != nil {
 		return adb.db
+	}
+	return nil
+}
+
+// AgencyQueryable answers queries for one agency (its TSDB, and the remote
+// engine for older data when remote read is set), or nil.
+func (s *Store) AgencyQueryable(agency string) storage.SampleAndChunkQueryable {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if adb := s.dbs[agency]; adb != nil {
+		return adb.q
 	}
 	return nil
 }
@@ -233,7 +282,7 @@ func (s *Store) Drop(agency string) error {
 	if s.opts.Bus != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = s.opts.Bus.JS.DeleteConsumer(ctx, bus.StreamMetrics, "store-"+agency)
+		_ = s.opts.Bus.JS.DeleteConsumer(ctx, bus.StreamMetrics, s.consumerName(agency))
 	}
 	return os.RemoveAll(filepath.Join(s.opts.Dir, agency))
 }

@@ -42,6 +42,7 @@ func run(args []string) int {
 	registerDashboards(app, cmds)
 	registerRemedySim(app, cmds)
 	registerRules(app, cmds)
+	registerComponents(app, cmds)
 	registerToken(app, cmds)
 	registerVersion(app, cmds)
 

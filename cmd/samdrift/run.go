@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/units"
 
 	"github.com/samdrift/samdrift/internal/node"
+	"github.com/samdrift/samdrift/store"
 )
 
 type nodeFlags struct {
@@ -28,6 +29,13 @@ type nodeFlags struct {
 	pushMaxBody      *units.Base2Bytes
 	externalURL      *string
 	auditLog         *string
+	instance         *string
+	collectorTTL     *time.Duration
+	rwURL            *string
+	rrURL            *string
+	tenantHeader     *string
+	remoteHeaders    *map[string]string
+	rwDeadline       *time.Duration
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -50,6 +58,13 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.clientCA = cmd.Flag("http.client-ca-file", "CA (PEM) that client certificates must chain to; enables mTLS credentials (cert_subject).").String()
 	f.externalURL = cmd.Flag("web.external-url", "URL under which users reach Samdrift (links in alerts and incidents). Default: http://<http.addr>.").String()
 	f.pushMaxBody = cmd.Flag("push.max-body-bytes", "Largest push request body accepted, compressed or not (413 above).").Default("32MiB").Bytes()
+	f.instance = cmd.Flag("instance", "Name of this process among its peers (collector membership, store replica consumers); unique per process. Default: host name and components.").String()
+	f.collectorTTL = cmd.Flag("collector.ttl", "How long a collector that stopped heartbeating keeps its targets before the others take them.").Default("10s").Duration()
+	f.rwURL = cmd.Flag("remote-write.url", "Export every agency's samples to this remote-write endpoint of a scale-out engine (Mimir, Thanos Receive, VictoriaMetrics); {agency} in the URL is replaced by the agency id.").String()
+	f.rrURL = cmd.Flag("store.remote-read-url", "Answer queries for data older than the local TSDB from this remote-read endpoint, per agency; {agency} is replaced.").String()
+	f.tenantHeader = cmd.Flag("remote.tenant-header", `Header carrying the agency id as tenant on remote write and read ("-": none, for engines with the tenant in the URL).`).Default("X-Scope-OrgID").String()
+	f.remoteHeaders = cmd.Flag("remote.header", "Extra header NAME=VALUE on remote write and read (repeatable), for example Authorization.").StringMap()
+	f.rwDeadline = cmd.Flag("remote-write.batch-send-deadline", "Longest wait to fill a remote-write batch.").Default("5s").Duration()
 	f.auditLog = cmd.Flag("audit-log", "Audit trail file (JSON lines; default <data-dir>/audit.log). May be the file samdrift agency … --audit-log writes.").String()
 	f.tracingEndpoint = cmd.Flag("tracing.endpoint", "OTLP/HTTP endpoint for traces, such as http://localhost:4318/v1/traces.").String()
 	return f
@@ -63,7 +78,53 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		TracingEndpoint: *f.tracingEndpoint, Version: getVersion(), Logger: logger,
 		PushMaxBodyBytes: int64(*f.pushMaxBody), ExternalURL: *f.externalURL,
 		TLSCertFile: *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
-		AuditLog: *f.auditLog,
+		AuditLog: *f.auditLog, Instance: *f.instance, CollectorTTL: *f.collectorTTL,
+		RemoteWrite: f.remote(*f.rwURL), RemoteRead: f.remote(*f.rrURL),
+	}
+}
+
+func (f *nodeFlags) remote(url string) *store.RemoteConfig {
+	if url == "" {
+		return nil
+	}
+	return &store.RemoteConfig{URL: url, TenantHeader: *f.tenantHeader, Headers: *f.remoteHeaders, BatchSendDeadline: *f.rwDeadline}
+}
+
+// registerComponents adds samdrift collector|router|rules|ticketing|query:
+// one component per process, sharing an external NATS.
+func registerComponents(app *kingpin.Application, cmds map[string]func(*slog.Logger) int) {
+	help := map[string]string{
+		"collector": "Run the collector alone: scrapes and probes its share of the targets (consistent hashing over the live collectors) and receives pushes.",
+		"router":    "Run a router alone: routes ingested batches to their agency; replicas share the work.",
+		"rules":     "Run the rules alone: keeps a replica of the agencies' data, evaluates their rules and SLAs, publishes the outputs and alerts.",
+		"ticketing": "Run the incident engine alone: alerts to incidents, deliveries to Remedy and notifications; replicas share the work.",
+		"query":     "Run a query replica alone: keeps a replica of the agencies' data and serves the query API, console, reports and admin API.",
+	}
+	for _, c := range node.Components {
+		var cmd *kingpin.CmdClause
+		if parent := app.GetCommand(c); parent != nil {
+			// "samdrift rules" also has "rules export": running the
+			// component is its default subcommand.
+			cmd = parent.Command("run", help[c]).Default()
+		} else {
+			cmd = app.Command(c, help[c])
+		}
+		file := cmd.Flag("config", "Agency catalogue file.").Required().String()
+		f := addNodeFlags(cmd, "")
+		cmds[cmd.FullCommand()] = func(logger *slog.Logger) int {
+			cfg := f.config(*file, logger)
+			cfg.Components = []string{c}
+			n, err := node.New(cfg)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "samdrift "+c+":", err)
+				return 2
+			}
+			if err := n.Run(context.Background()); err != nil {
+				logger.Error("samdrift "+c+" failed", "err", err)
+				return 1
+			}
+			return 0
+		}
 	}
 }
 

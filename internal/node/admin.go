@@ -230,6 +230,11 @@ func (a *admin) drop(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	// Every other store replica deletes its copy too.
+	if err := recordDrop(ctx, a.b, id); err != nil {
+		jsonError(w, http.StatusServiceUnavailable, "record deletion for the other replicas: "+err.Error())
+		return
+	}
 	id0, _ := catalogue.FromContext(r.Context())
 	_ = a.audit.Write(audit.Entry{Who: id0.Credential, Action: "agency_data_deleted", Agency: id, Detail: map[string]any{"incidents": n}})
 	jsonOK(w, map[string]any{"agency": id, "incidents_deleted": n})

@@ -12,7 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/scrape"
 
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
@@ -60,6 +64,20 @@ type Config struct {
 	PushMaxBodyBytes int64
 	// ReloadInterval is how often the catalogue file is checked for changes.
 	ReloadInterval time.Duration
+	// Components to run: collector, router, rules, ticketing, query. Empty
+	// runs every one in this process (samdrift run); a subset is a
+	// scale-out process on an external NATS (samdrift collector, …).
+	Components []string
+	// Instance names this process among its peers (collector membership,
+	// its store replica's consumers). Default: host name and components.
+	Instance string
+	// CollectorTTL is how long a collector that stopped heartbeating keeps
+	// its targets (default 10s).
+	CollectorTTL time.Duration
+	// RemoteWrite exports every agency's samples to a scale-out engine;
+	// RemoteRead answers queries for older data from it.
+	RemoteWrite *store.RemoteConfig
+	RemoteRead  *store.RemoteConfig
 	Version        string
 	Logger         *slog.Logger
 	// Mount adds handlers to the HTTP mux (the demo's simulated services).
@@ -68,7 +86,12 @@ type Config struct {
 	Started func(addr string)
 }
 
-// Node is one Samdrift process running every component.
+// Components a process can run.
+var Components = []string{"collector", "router", "rules", "ticketing", "query"}
+
+var instanceSafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// Node is one Samdrift process running every component, or a subset.
 type Node struct {
 	cfg     Config
 	logger  *slog.Logger
@@ -78,6 +101,20 @@ type Node struct {
 	metrics *nodeMetrics
 	// incidents is the built-in incident store, set once running.
 	incidents *builtin.Store
+
+	mu      sync.Mutex
+	applies []func(*catalogue.Catalogue)
+}
+
+// reapply applies the current catalogue to every component (after a
+// reload, or when the collector set changed).
+func (n *Node) reapply() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.holder.Get()
+	for _, f := range n.applies {
+		f(c)
+	}
 }
 
 // New loads and validates the catalogue; it refuses an invalid one.
@@ -94,6 +131,22 @@ func New(cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("a data dir is required (--data-dir)")
 	}
+	for _, c := range cfg.Components {
+		if !slices.Contains(Components, c) {
+			return nil, fmt.Errorf("unknown component %q (want %s)", c, strings.Join(Components, ", "))
+		}
+	}
+	if len(cfg.Components) > 0 && len(cfg.NATSURLs) == 0 {
+		return nil, fmt.Errorf("component %s runs beside other processes and needs the NATS they share (--nats.url)", strings.Join(cfg.Components, "+"))
+	}
+	if cfg.Instance == "" {
+		host, _ := os.Hostname()
+		cfg.Instance = host
+		if len(cfg.Components) > 0 {
+			cfg.Instance += "-" + strings.Join(cfg.Components, "-")
+		}
+	}
+	cfg.Instance = instanceSafe.ReplaceAllString(cfg.Instance, "_")
 	cat, err := catalogue.LoadFile(cfg.ConfigFile)
 	if err != nil {
 		return nil, err
@@ -112,6 +165,14 @@ func New(cfg Config) (*Node, error) {
 	n.metrics.reloadTime.SetToCurrentTime()
 	return n, nil
 }
+
+// has reports whether this process runs component c.
+func (n *Node) has(c string) bool {
+	return len(n.cfg.Components) == 0 || slices.Contains(n.cfg.Components, c)
+}
+
+// split reports whether this process is one of several (scale-out).
+func (n *Node) split() bool { return len(n.cfg.Components) > 0 }
 
 // Catalogue returns the holder of the current catalogue.
 func (n *Node) Catalogue() *catalogue.Holder { return n.holder }
@@ -150,100 +211,219 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.New(store.Options{
-		Dir: filepath.Join(n.cfg.DataDir, "tsdb"), Bus: b, Meter: meter,
-		Logger: logger.With("component", "store"), Registerer: n.reg, Tracer: tp,
-	})
-	if err != nil {
-		return err
-	}
-	// The store closes after the run group: its consumers stop before its
-	// TSDBs close, so nothing is appended to a closed database.
-	defer st.Close()
-	if err := st.Apply(n.holder.Get()); err != nil {
-		return err
-	}
-
-	rt := router.New(router.Options{
-		Bus: b, Catalogue: n.holder,
-		Logger: logger.With("component", "router"), Registerer: n.reg, Tracer: tp,
-	})
-	scr, err := collector.NewScraper(collector.Options{
-		Bus: b, Logger: logger.With("component", "collector"), Registerer: n.reg, Tracer: tp,
-	})
-	if err != nil {
-		return err
-	}
-	if err := scr.Apply(n.holder.Get()); err != nil {
-		return err
-	}
-	prober := collector.NewProber(collector.ProberOptions{
-		Bus: b, Logger: logger.With("component", "prober"), Registerer: n.reg, Tracer: tp,
-	})
-	prober.Apply(n.holder.Get())
-	push, err := collector.NewPush(collector.PushOptions{
-		Bus: b, Catalogue: n.holder, Admit: rt.Admit, MaxBodyBytes: n.cfg.PushMaxBodyBytes,
-		Logger: logger.With("component", "push"), Registerer: n.reg, Tracer: tp,
-	})
-	if err != nil {
-		return err
-	}
-	defer push.Close()
-
-	engine := store.NewEngine(logger.With("component", "query"), n.reg)
-	meter.Gauge(metering.Series, func() map[string]float64 { s, _ := st.Usage(); return s })
-	meter.Gauge(metering.StoredBytes, func() map[string]float64 { _, b := st.Usage(); return b })
-	meter.Gauge(metering.Targets, func() map[string]float64 { return targets(n.holder.Get()) })
-	ruler := rules.New(rules.Options{
-		Stores: st, Bus: b, Engine: engine, Dir: filepath.Join(n.cfg.DataDir, "rules"), Meter: meter,
-		ExternalURL: n.externalURL(ln), Logger: logger.With("component", "rules"), Registerer: n.reg, Tracer: tp,
-	})
-	// Invalid agency rule files are logged and counted; they do not stop startup.
-	_ = ruler.Apply(n.holder.Get())
-	// Rules stop before the store closes: they append to it.
-	defer ruler.Stop()
-	n.holder.Watch(func(c *catalogue.Catalogue) {
-		if err := st.Apply(c); err != nil {
-			logger.Error("apply catalogue to store", "err", err)
-		}
-		if err := scr.Apply(c); err != nil {
-			logger.Error("apply catalogue to collector", "err", err)
-		}
-		prober.Apply(c)
-		_ = ruler.Apply(c)
-	})
-	tk, err := ticketing.New(ctx, ticketing.Options{
-		Bus: b, Catalogue: n.holder, Meter: meter, Logger: logger.With("component", "ticketing"), Registerer: n.reg, Tracer: tp,
-	})
-	if err != nil {
-		return err
-	}
-	incidents, err := builtin.Open(ctx, b)
-	if err != nil {
-		return err
-	}
-	n.incidents = incidents
-	deliveries, logout, err := n.deliveries(ctx, n.holder.Get(), incidents, n.externalURL(ln), logger)
-	if err != nil {
-		return err
-	}
-	defer logout()
-	// Every backend's outbox consumer exists before the first alert is
-	// processed, so no delivery is enqueued without a reader.
-	for _, d := range deliveries {
-		if _, err := tk.EnsureDelivery(ctx, d); err != nil {
-			return err
-		}
-	}
-	if err := tk.PruneDeliveries(ctx, deliveries); err != nil {
-		logger.Warn("prune outbox consumers", "err", err)
-	}
 	auditPath := n.cfg.AuditLog
 	if auditPath == "" {
 		auditPath = filepath.Join(n.cfg.DataDir, "audit.log")
 	}
 	auditLog := audit.Open(auditPath)
 	mux := http.NewServeMux()
+	var g run.Group
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var applies []func(*catalogue.Catalogue)
+
+	// The store: every process that answers queries or evaluates rules
+	// keeps a copy of the agencies' data. Scale-out processes each consume
+	// with consumers of their own; samples are then metered by the router.
+	var st *store.Store
+	engine := store.NewEngine(logger.With("component", "query"), n.reg)
+	if n.has("query") || n.has("rules") {
+		so := store.Options{
+			Dir: filepath.Join(n.cfg.DataDir, "tsdb"), Bus: b, Meter: meter,
+			Logger: logger.With("component", "store"), Registerer: n.reg, Tracer: tp,
+			RemoteRead: n.cfg.RemoteRead,
+		}
+		if n.split() {
+			so.Instance, so.NoSampleMetering = n.cfg.Instance, true
+		}
+		if n.has("query") {
+			so.RemoteWrite = n.cfg.RemoteWrite
+		}
+		st, err = store.New(so)
+		if err != nil {
+			return err
+		}
+		// The store closes after the run group: its consumers stop before
+		// its TSDBs close, so nothing is appended to a closed database.
+		defer st.Close()
+		if err := st.Apply(n.holder.Get()); err != nil {
+			return err
+		}
+		applies = append(applies, func(c *catalogue.Catalogue) {
+			if err := st.Apply(c); err != nil {
+				logger.Error("apply catalogue to store", "err", err)
+			}
+		})
+		dctx, dcancel := context.WithCancel(ctx)
+		g.Add(func() error { return n.followDrops(dctx, b, st) }, func(error) { dcancel() })
+		meter.Gauge(metering.Series, func() map[string]float64 { s, _ := st.Usage(); return s })
+		meter.Gauge(metering.StoredBytes, func() map[string]float64 { _, b := st.Usage(); return b })
+	}
+
+	var rt *router.Router
+	if n.has("router") {
+		ro := router.Options{Bus: b, Catalogue: n.holder, Logger: logger.With("component", "router"), Registerer: n.reg, Tracer: tp}
+		if n.split() {
+			ro.Meter = meter
+		}
+		rt = router.New(ro)
+		rctx, rcancel := context.WithCancel(ctx)
+		g.Add(func() error { return rt.Run(rctx) }, func(error) { rcancel() })
+	}
+
+	if n.has("collector") {
+		meter.Gauge(metering.Targets, func() map[string]float64 { return targets(n.holder.Get()) })
+		var filter func(string) bool
+		settle := time.Duration(0)
+		if n.split() {
+			// Targets are shared among the live collectors by consistent
+			// hashing; a newcomer waits until the others have seen it, so
+			// that no target is scraped twice.
+			scrape.UserAgent = "Samdrift/" + n.cfg.Version + " collector/" + n.cfg.Instance
+			ms, err := collector.NewMembership(ctx, collector.MembershipOptions{Bus: b, Self: n.cfg.Instance, TTL: n.cfg.CollectorTTL,
+				Logger: logger.With("component", "collector"), Registerer: n.reg})
+			if err != nil {
+				return err
+			}
+			filter = ms.Owns
+			settle = 2 * time.Second
+			mctx, mcancel := context.WithCancel(context.Background())
+			g.Add(func() error { return ms.Run(mctx) }, func(error) {
+				mcancel()
+				lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer lcancel()
+				_ = ms.Leave(lctx)
+			})
+			ms.OnChange(func() { n.reapply() })
+		}
+		scr, err := collector.NewScraper(collector.Options{
+			Bus: b, Logger: logger.With("component", "collector"), Registerer: n.reg, Tracer: tp,
+			Filter: func(job, address string) bool { return filter == nil || filter(job+"/"+address) },
+		})
+		if err != nil {
+			return err
+		}
+		prober := collector.NewProber(collector.ProberOptions{
+			Bus: b, Logger: logger.With("component", "prober"), Registerer: n.reg, Tracer: tp,
+			Filter: func(key string) bool { return filter == nil || filter("probe/"+key) },
+		})
+		applyCollector := func(c *catalogue.Catalogue) {
+			if err := scr.Apply(c); err != nil {
+				logger.Error("apply catalogue to collector", "err", err)
+			}
+			prober.Apply(c)
+		}
+		if settle == 0 {
+			if err := scr.Apply(n.holder.Get()); err != nil {
+				return err
+			}
+			prober.Apply(n.holder.Get())
+		} else {
+			go func() {
+				select {
+				case <-time.After(settle):
+					n.reapply()
+				case <-ctx.Done():
+				}
+			}()
+		}
+		applies = append(applies, applyCollector)
+		var admit func(a *catalogue.Agency, samples int) (bool, time.Duration)
+		if rt != nil {
+			admit = rt.Admit
+		}
+		push, err := collector.NewPush(collector.PushOptions{
+			Bus: b, Catalogue: n.holder, Admit: admit, MaxBodyBytes: n.cfg.PushMaxBodyBytes,
+			Logger: logger.With("component", "push"), Registerer: n.reg, Tracer: tp,
+		})
+		if err != nil {
+			return err
+		}
+		defer push.Close()
+		mux.Handle("/api/v1/push", n.holder.Authenticate(push.RemoteWrite()))
+		mux.Handle("/otlp/v1/metrics", n.holder.Authenticate(push.OTLP()))
+		mux.Handle("/api/v1/alerts", n.holder.Authenticate(push.Alerts()))
+		g.Add(scr.Run, func(error) { scr.Stop() })
+		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { prober.Stop() })
+	}
+
+	var ruler *rules.Engine
+	if n.has("rules") {
+		ro := rules.Options{
+			Stores: st, Bus: b, Engine: engine, Dir: filepath.Join(n.cfg.DataDir, "rules"), Meter: meter,
+			ExternalURL: n.externalURL(ln), Logger: logger.With("component", "rules"), Registerer: n.reg, Tracer: tp,
+		}
+		if n.split() {
+			ro.Publish = publishOutputs(b)
+		}
+		ruler = rules.New(ro)
+		// Invalid agency rule files are logged and counted; they do not stop startup.
+		_ = ruler.Apply(n.holder.Get())
+		// Rules stop before the store closes: they append to it.
+		defer ruler.Stop()
+		applies = append(applies, func(c *catalogue.Catalogue) { _ = ruler.Apply(c) })
+	}
+
+	var incidents *builtin.Store
+	if n.has("ticketing") || n.has("query") {
+		if incidents, err = builtin.Open(ctx, b); err != nil {
+			return err
+		}
+		n.incidents = incidents
+		mux.Handle(builtin.APIPrefix, n.holder.Authenticate(builtin.API(incidents, auditLog)))
+		mux.Handle(builtin.APIPrefix+"/", n.holder.Authenticate(builtin.API(incidents, auditLog)))
+	}
+	if n.has("ticketing") {
+		tk, err := ticketing.New(ctx, ticketing.Options{
+			Bus: b, Catalogue: n.holder, Meter: meter, Logger: logger.With("component", "ticketing"), Registerer: n.reg, Tracer: tp,
+		})
+		if err != nil {
+			return err
+		}
+		deliveries, logout, err := n.deliveries(ctx, n.holder.Get(), incidents, n.externalURL(ln), logger)
+		if err != nil {
+			return err
+		}
+		defer logout()
+		// Every backend's outbox consumer exists before the first alert is
+		// processed, so no delivery is enqueued without a reader.
+		for _, d := range deliveries {
+			if _, err := tk.EnsureDelivery(ctx, d); err != nil {
+				return err
+			}
+		}
+		if err := tk.PruneDeliveries(ctx, deliveries); err != nil {
+			logger.Warn("prune outbox consumers", "err", err)
+		}
+		tctx, tcancel := context.WithCancel(ctx)
+		g.Add(func() error { return tk.Run(tctx) }, func(error) { tcancel() })
+		for _, d := range deliveries {
+			g.Add(func() error { return tk.RunDelivery(tctx, d) }, func(error) { tcancel() })
+		}
+	}
+
+	if st != nil {
+		opts := store.APIOptions{Engine: engine, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version}
+		if ruler != nil {
+			opts.Rules = ruler.Retriever
+		}
+		mux.Handle(store.APIPrefix+"/", n.holder.Authenticate(st.APIHandler(opts)))
+	}
+	if n.has("query") {
+		mux.Handle("/api/v1/reports/sla", n.holder.Authenticate(&reports{holder: n.holder, engine: engine, queryable: st.Queryable(), incidents: incidents, audit: auditLog}))
+		mux.Handle("/api/v1/admin/", n.holder.Authenticate((&admin{n: n, st: st, b: b, incidents: incidents, meter: meter, audit: auditLog}).handler()))
+		mux.Handle("/", console.New(console.Options{
+			Catalogue: n.holder, Engine: engine, Queryable: st.Queryable(), Incidents: incidents,
+			Logger: logger.With("component", "console"), Audit: auditLog, Version: n.cfg.Version, ReportLinks: true,
+		}).Handler())
+		// Incidents as series, for dashboards (samdrift_incident_open).
+		g.Add(func() error { writeIncidentSeries(ctx, st, incidents, logger); return nil }, func(error) { cancel() })
+	}
+	n.mu.Lock()
+	n.applies = applies
+	n.mu.Unlock()
+	n.holder.Watch(func(*catalogue.Catalogue) { n.reapply() })
+
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Samdrift is Healthy.")
 	})
@@ -259,20 +439,6 @@ func (n *Node) Run(ctx context.Context) error {
 		fmt.Fprintln(w, "Samdrift is Ready.")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
-	mux.Handle(store.APIPrefix+"/", n.holder.Authenticate(st.APIHandler(store.APIOptions{
-		Engine: engine, Rules: ruler.Retriever, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version,
-	})))
-	mux.Handle("/api/v1/push", n.holder.Authenticate(push.RemoteWrite()))
-	mux.Handle("/otlp/v1/metrics", n.holder.Authenticate(push.OTLP()))
-	mux.Handle("/api/v1/alerts", n.holder.Authenticate(push.Alerts()))
-	mux.Handle(builtin.APIPrefix, n.holder.Authenticate(builtin.API(incidents, auditLog)))
-	mux.Handle(builtin.APIPrefix+"/", n.holder.Authenticate(builtin.API(incidents, auditLog)))
-	mux.Handle("/api/v1/reports/sla", n.holder.Authenticate(&reports{holder: n.holder, engine: engine, queryable: st.Queryable(), incidents: incidents, audit: auditLog}))
-	mux.Handle("/api/v1/admin/", n.holder.Authenticate((&admin{n: n, st: st, b: b, incidents: incidents, meter: meter, audit: auditLog}).handler()))
-	mux.Handle("/", console.New(console.Options{
-		Catalogue: n.holder, Engine: engine, Queryable: st.Queryable(), Incidents: incidents,
-		Logger: logger.With("component", "console"), Audit: auditLog, Version: n.cfg.Version, ReportLinks: true,
-	}).Handler())
 	for p, h := range n.cfg.Mount {
 		mux.Handle(p, h)
 	}
@@ -286,9 +452,6 @@ func (n *Node) Run(ctx context.Context) error {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 
-	var g run.Group
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	{
 		// Termination and reload signals.
 		sig := make(chan os.Signal, 1)
@@ -318,23 +481,6 @@ func (n *Node) Run(ctx context.Context) error {
 		}, func(error) { cancel() })
 	}
 	{
-		rctx, rcancel := context.WithCancel(ctx)
-		g.Add(func() error { return rt.Run(rctx) }, func(error) { rcancel() })
-	}
-	{
-		g.Add(scr.Run, func(error) { scr.Stop() })
-	}
-	{
-		tctx, tcancel := context.WithCancel(ctx)
-		g.Add(func() error { return tk.Run(tctx) }, func(error) { tcancel() })
-		for _, d := range deliveries {
-			g.Add(func() error { return tk.RunDelivery(tctx, d) }, func(error) { tcancel() })
-		}
-	}
-	{
-		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { prober.Stop() })
-	}
-	{
 		g.Add(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -351,15 +497,16 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Add(func() error { meter.Run(ctx, 30*time.Second); return nil }, func(error) { cancel() })
 	}
 	{
-		// Incidents as series, for dashboards (samdrift_incident_open).
-		g.Add(func() error { writeIncidentSeries(ctx, st, incidents, logger); return nil }, func(error) { cancel() })
-	}
-	{
 		// Readiness: every actor above has been started by now.
 		g.Add(func() error {
 			n.ready.Store(true)
 			addr := ln.Addr().String()
-			logger.Info("samdrift started", "http", addr, "agencies", len(n.holder.Get().Agencies), "embedded_nats", b.Embedded())
+			comps := "all"
+			if n.split() {
+				comps = strings.Join(n.cfg.Components, ",")
+			}
+			logger.Info("samdrift started", "http", addr, "agencies", len(n.holder.Get().Agencies), "embedded_nats", b.Embedded(),
+				"components", comps, "instance", n.cfg.Instance)
 			if n.cfg.Started != nil {
 				n.cfg.Started(addr)
 			}
