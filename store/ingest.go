@@ -39,8 +39,8 @@ func newConsumer(ctx context.Context, s *Store, adb *agencyDB) (*consumer, error
 	cons, err := s.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamMetrics, jetstream.ConsumerConfig{
 		Durable:           s.consumerName(adb.id),
 		InactiveThreshold: inactive,
-		FilterSubject: bus.AgencySubject(adb.id, bus.KindMetrics),
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		FilterSubject:     bus.AgencySubject(adb.id, bus.KindMetrics),
+		AckPolicy:         jetstream.AckExplicitPolicy,
 		// A crashed process's batches come back after this.
 		AckWait:       20 * time.Second,
 		MaxAckPending: 4 * maxBatchMessages,

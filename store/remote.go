@@ -147,4 +147,3 @@ func (m mergedQueryable) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, e
 	}
 	return storage.NewMergeChunkQuerier([]storage.ChunkQuerier{lq}, []storage.ChunkQuerier{rq}, storage.NewCompactingChunkSeriesMerger(storage.ChainedSeriesMerge)), nil
 }
-

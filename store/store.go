@@ -89,8 +89,8 @@ type Store struct {
 }
 
 type agencyDB struct {
-	id     string
-	db     *tsdb.DB
+	id string
+	db *tsdb.DB
 	// q answers queries: the TSDB, or the TSDB fanned out with the remote
 	// engine for older data.
 	q      storage.SampleAndChunkQueryable

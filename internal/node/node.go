@@ -78,8 +78,8 @@ type Config struct {
 	// RemoteRead answers queries for older data from it.
 	RemoteWrite *store.RemoteConfig
 	RemoteRead  *store.RemoteConfig
-	Version        string
-	Logger         *slog.Logger
+	Version     string
+	Logger      *slog.Logger
 	// Mount adds handlers to the HTTP mux (the demo's simulated services).
 	Mount map[string]http.Handler
 	// Started is called once every component runs, with the HTTP address.
