@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/util/annotations"
 )
 
 // RemoteConfig points at a Prometheus-compatible scale-out engine (Mimir,
@@ -108,12 +110,11 @@ func (s *Store) attachRemote(adb *agencyDB, dir string) error {
 		if err != nil {
 			return fmt.Errorf("remote read: %w", err)
 		}
-		// The agency matcher keeps isolation even against an engine that
-		// ignores the tenant header: it only ever returns this agency's
-		// series. Recent data comes from the local TSDB.
-		rq := remote.NewSampleAndChunkQueryableClient(cl, labels.EmptyLabels(),
-			[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "agency", adb.id)}, false, adb.db.StartTime)
-		adb.q = mergedQueryable{local: adb.db, remote: rq}
+		// Recent data comes from the local TSDB (read_recent false).
+		rq := remote.NewSampleAndChunkQueryableClient(cl, labels.EmptyLabels(), nil, false, adb.db.StartTime)
+		// Every remote select also carries agency="<id>": isolation holds
+		// even against an engine that ignores the tenant header.
+		adb.q = mergedQueryable{local: adb.db, remote: rq, agency: labels.MustNewMatcher(labels.MatchEqual, "agency", adb.id)}
 	}
 	return nil
 }
@@ -122,6 +123,7 @@ func (s *Store) attachRemote(adb *agencyDB, dir string) error {
 // is a warning, the remote engine.
 type mergedQueryable struct {
 	local, remote storage.SampleAndChunkQueryable
+	agency        *labels.Matcher
 }
 
 func (m mergedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -133,7 +135,7 @@ func (m mergedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	if err != nil {
 		return lq, nil
 	}
-	return storage.NewMergeQuerier([]storage.Querier{lq}, []storage.Querier{rq}, storage.ChainedSeriesMerge), nil
+	return storage.NewMergeQuerier([]storage.Querier{lq}, []storage.Querier{agencyQuerier{rq, m.agency}}, storage.ChainedSeriesMerge), nil
 }
 
 func (m mergedQueryable) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
@@ -145,5 +147,40 @@ func (m mergedQueryable) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, e
 	if err != nil {
 		return lq, nil
 	}
-	return storage.NewMergeChunkQuerier([]storage.ChunkQuerier{lq}, []storage.ChunkQuerier{rq}, storage.NewCompactingChunkSeriesMerger(storage.ChainedSeriesMerge)), nil
+	return storage.NewMergeChunkQuerier([]storage.ChunkQuerier{lq}, []storage.ChunkQuerier{agencyChunkQuerier{rq, m.agency}}, storage.NewCompactingChunkSeriesMerger(storage.ChainedSeriesMerge)), nil
+}
+
+// agencyQuerier adds the agency matcher to every remote request.
+type agencyQuerier struct {
+	storage.Querier
+	m *labels.Matcher
+}
+
+func (q agencyQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	return q.Querier.Select(ctx, sortSeries, hints, append(ms[:len(ms):len(ms)], q.m)...)
+}
+
+func (q agencyQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.Querier.LabelValues(ctx, name, hints, append(ms[:len(ms):len(ms)], q.m)...)
+}
+
+func (q agencyQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.Querier.LabelNames(ctx, hints, append(ms[:len(ms):len(ms)], q.m)...)
+}
+
+type agencyChunkQuerier struct {
+	storage.ChunkQuerier
+	m *labels.Matcher
+}
+
+func (q agencyChunkQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.ChunkSeriesSet {
+	return q.ChunkQuerier.Select(ctx, sortSeries, hints, append(ms[:len(ms):len(ms)], q.m)...)
+}
+
+func (q agencyChunkQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.ChunkQuerier.LabelValues(ctx, name, hints, append(ms[:len(ms):len(ms)], q.m)...)
+}
+
+func (q agencyChunkQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.ChunkQuerier.LabelNames(ctx, hints, append(ms[:len(ms):len(ms)], q.m)...)
 }

@@ -235,6 +235,9 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		if n.split() {
 			so.Instance, so.NoSampleMetering = n.cfg.Instance, true
+			// Router replicas may hand on two batches of a series in either
+			// order; a short out-of-order window stores both.
+			so.OutOfOrderWindow = 10 * time.Minute
 		}
 		if n.has("query") {
 			so.RemoteWrite = n.cfg.RemoteWrite

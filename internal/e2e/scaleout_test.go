@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/require"
+
+	"github.com/samdrift/samdrift/catalogue"
+)
+
+// natsCluster starts a three-node NATS cluster with JetStream on loopback
+// ports, in this test process (the module's nats-server); each node can be
+// shut down alone.
+func natsCluster(t *testing.T) ([]*server.Server, []string) {
+	t.Helper()
+	const n = 3
+	client, cluster := make([]int, n), make([]int, n)
+	for i := range n {
+		client[i], cluster[i] = freePort(t), freePort(t)
+	}
+	var servers []*server.Server
+	var urls []string
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", cluster[j]))
+			}
+		}
+		o := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: client[i], NoSigs: true,
+			JetStream: true, StoreDir: t.TempDir(),
+			Cluster: server.ClusterOpts{Name: "samdrift-test", Host: "127.0.0.1", Port: cluster[i]},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		s, err := server.NewServer(o)
+		require.NoError(t, err)
+		s.Start()
+		t.Cleanup(s.Shutdown)
+		servers = append(servers, s)
+		urls = append(urls, s.ClientURL())
+	}
+	for _, s := range servers {
+		require.True(t, s.ReadyForConnections(20*time.Second))
+	}
+	require.Eventually(t, func() bool {
+		for _, s := range servers {
+			if s.JetStreamIsLeader() {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "the JetStream meta leader is elected")
+	return servers, urls
+}
+
+func natsFlags(urls []string) []string {
+	var out []string
+	for _, u := range urls {
+		out = append(out, "--nats.url", u)
+	}
+	return append(out, "--nats.replicas", "3")
+}
+
+// component starts one scale-out process.
+func component(t *testing.T, name, instance, cfg string, nats []string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{name, "--config", cfg, "--data-dir", filepath.Join(t.TempDir(), instance), "--instance", instance}, nats...)
+	return start(t, freeAddr(t), append(args, extra...)...)
+}
+
+// TestScaleOutSurvivesNodeAndRouterLoss: collector, two routers, two
+// ticketing replicas and a query replica run as separate processes on a
+// three-node NATS cluster with R3 streams. While data and alerts stream
+// in, one NATS node and one router are killed: every acknowledged sample
+// is stored, and every alert makes exactly one incident.
+func TestScaleOutSurvivesNodeAndRouterLoss(t *testing.T) {
+	servers, urls := natsCluster(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "catalogue.yaml")
+	writeFile(t, cfg, pushCatalogue())
+
+	nf := natsFlags(urls)
+	col := component(t, "collector", "c1", cfg, nf)
+	r1 := component(t, "router", "r1", cfg, nf)
+	component(t, "router", "r2", cfg, nf)
+	component(t, "ticketing", "t1", cfg, nf)
+	component(t, "ticketing", "t2", cfg, nf)
+	q := component(t, "query", "q1", cfg, nf)
+
+	// A sender that retries until acknowledged, as Prometheus's remote
+	// write does; each push is one sample of one series.
+	base := time.Now().Add(-time.Minute).Truncate(time.Second)
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s := ts(base.Add(time.Duration(i)*10*time.Millisecond), float64(i), "__name__", "e2e_scale")
+			for {
+				if r := pushRW(t, col.Addr, alphaToken, s); r.code == 204 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			sent.Add(1)
+		}
+	})
+	alertStart := time.Now().Add(-time.Minute)
+	const alertnames = 5
+	wg.Go(func() {
+		for round := 0; ; round++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// Alertmanager re-sends firing alerts; every round names all.
+			var as []map[string]string
+			for k := range alertnames {
+				as = append(as, map[string]string{"alertname": fmt.Sprintf("Scale%d", k), "service": "web", "severity": "critical"})
+			}
+			for {
+				if r := postAlerts(t, col.Addr, alphaToken, webhook("firing", alertStart, as...)); r.code/100 == 2 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	require.Eventually(t, func() bool { return sent.Load() > 100 }, 30*time.Second, 50*time.Millisecond)
+	servers[1].Shutdown() // a NATS node dies
+	r1.Kill()             // and a router
+	t.Logf("killed NATS node n2 and router r1 after %d samples", sent.Load())
+	n0 := sent.Load()
+	require.Eventually(t, func() bool { return sent.Load() > n0+200 }, 60*time.Second, 100*time.Millisecond, "intake goes on after the failures")
+	close(stop)
+	wg.Wait()
+	total := sent.Load()
+
+	require.Eventually(t, func() bool {
+		v := query(t, q.Addr, alphaToken, `count_over_time(e2e_scale[1h])`)
+		return len(v) == 1 && v[0].Value[1] == strconv.FormatInt(total, 10)
+	}, 60*time.Second, 500*time.Millisecond, "every acknowledged sample is stored (%d)", total)
+
+	var names []string
+	require.Eventually(t, func() bool {
+		_, incs := incidents(t, q.Addr, alphaToken, "")
+		names = names[:0]
+		for _, inc := range incs {
+			names = append(names, inc.AlertName)
+		}
+		return len(names) >= alertnames
+	}, 30*time.Second, 500*time.Millisecond)
+	time.Sleep(3 * time.Second) // late duplicates would show up by now
+	_, incs := incidents(t, q.Addr, alphaToken, "")
+	names = names[:0]
+	for _, inc := range incs {
+		names = append(names, inc.AlertName)
+	}
+	sort.Strings(names)
+	require.Equal(t, []string{"Scale0", "Scale1", "Scale2", "Scale3", "Scale4"}, names, "one incident per alert, no duplicates")
+	t.Logf("%d samples and %d alerts through a NATS node and router failure", total, alertnames)
+}
+
+// scrapeLog records which collector scraped which target, when.
+type scrapeLog struct {
+	mu  sync.Mutex
+	hit map[string][]scrapeHit // target -> scrapes
+}
+
+type scrapeHit struct {
+	at time.Time
+	by string
+}
+
+func (l *scrapeLog) target(t *testing.T, name string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ua := r.Header.Get("User-Agent")
+		by := ua[strings.LastIndex(ua, "/")+1:]
+		l.mu.Lock()
+		l.hit[name] = append(l.hit[name], scrapeHit{time.Now(), by})
+		l.mu.Unlock()
+		fmt.Fprintf(w, "e2e_target_up{name=%q} 1\n", name)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// owners returns, per target, the collectors that scraped it in [from, to).
+func (l *scrapeLog) owners(from, to time.Time) map[string][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string][]string{}
+	for name, hits := range l.hit {
+		seen := map[string]bool{}
+		for _, h := range hits {
+			if !h.at.Before(from) && h.at.Before(to) && !seen[h.by] {
+				seen[h.by] = true
+				out[name] = append(out[name], h.by)
+			}
+		}
+		sort.Strings(out[name])
+	}
+	return out
+}
+
+// TestCollectorResharding: three collectors share twelve targets, each
+// scraped by exactly one; when one collector is killed, its targets are
+// picked up by the others within the membership TTL and a poll, the
+// others keep theirs, and no target is ever scraped by two at once.
+func TestCollectorResharding(t *testing.T) {
+	_, url := externalNATS(t)
+	log := &scrapeLog{hit: map[string][]scrapeHit{}}
+	var targets []string
+	for i := range 12 {
+		targets = append(targets, fmt.Sprintf("%q", log.target(t, fmt.Sprintf("t%02d", i))))
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "catalogue.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`provider: {name: P}
+defaults: {scrape_interval: 1s, scrape_timeout: 500ms}
+agencies:
+  - id: alpha
+    name: Alpha
+    phase: run
+    credentials: [{name: alpha-cred, token_sha256: %s}]
+    services: [{id: web, name: Web, tier: high, scrape: [{targets: [%s]}]}]
+`, catalogue.HashToken(alphaToken), strings.Join(targets, ", ")))
+	flags := []string{"--collector.ttl", "3s"}
+	var cs []*proc
+	for _, name := range []string{"c1", "c2", "c3"} {
+		cs = append(cs, component(t, "collector", name, cfg, []string{"--nats.url", url}, flags...))
+	}
+	settled := func(window time.Duration, want int) map[string][]string {
+		var owners map[string][]string
+		require.Eventually(t, func() bool {
+			now := time.Now()
+			owners = log.owners(now.Add(-window), now)
+			if len(owners) != len(targets) {
+				return false
+			}
+			by := map[string]bool{}
+			for _, o := range owners {
+				if len(o) != 1 {
+					return false
+				}
+				by[o[0]] = true
+			}
+			return len(by) == want
+		}, 30*time.Second, 250*time.Millisecond, "each target scraped by exactly one of %d collectors: %v", want, owners)
+		return owners
+	}
+	before := settled(3*time.Second, 3)
+	t.Logf("owners with three collectors: %v", before)
+
+	cs[1].Kill()
+	killed := time.Now()
+	after := settled(3*time.Second, 2)
+	t.Logf("owners after c2 was killed (%.1fs): %v", time.Since(killed).Seconds(), after)
+	require.Less(t, time.Since(killed), 15*time.Second, "c2's targets are picked up within the TTL and a poll")
+	for name, o := range before {
+		if o[0] != "c2" {
+			require.Equal(t, o, after[name], "target %s of a surviving collector stays put", name)
+		}
+	}
+	// Never two collectors on a target at once: consecutive scrapes of a
+	// target by different collectors are an interval apart.
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for name, hits := range log.hit {
+		for i := 1; i < len(hits); i++ {
+			if hits[i].by != hits[i-1].by {
+				require.Greater(t, hits[i].at.Sub(hits[i-1].at), 300*time.Millisecond, "target %s scraped by %s and %s at once", name, hits[i-1].by, hits[i].by)
+			}
+		}
+	}
+}
