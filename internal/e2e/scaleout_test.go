@@ -156,10 +156,15 @@ func TestScaleOutSurvivesNodeAndRouterLoss(t *testing.T) {
 	wg.Wait()
 	total := sent.Load()
 
+	var stored string
+	defer func() { t.Logf("stored %s of %d acknowledged samples", stored, total) }()
 	require.Eventually(t, func() bool {
 		v := query(t, q.Addr, alphaToken, `count_over_time(e2e_scale[1h])`)
-		return len(v) == 1 && v[0].Value[1] == strconv.FormatInt(total, 10)
-	}, 60*time.Second, 500*time.Millisecond, "every acknowledged sample is stored (%d)", total)
+		if len(v) == 1 {
+			stored, _ = v[0].Value[1].(string)
+		}
+		return stored == strconv.FormatInt(total, 10)
+	}, 60*time.Second, 500*time.Millisecond, "every acknowledged sample is stored (%d acknowledged)", total)
 
 	var names []string
 	require.Eventually(t, func() bool {

@@ -48,6 +48,24 @@ func recordDrop(ctx context.Context, b *bus.Bus, agency string) error {
 // deletion is recorded, once this process's catalogue also has the
 // agency's intake stopped. A marker file remembers the deletions done.
 func (n *Node) followDrops(ctx context.Context, b *bus.Bus, st *store.Store) error {
+	pending := map[string]uint64{}
+	for {
+		err := n.watchDrops(ctx, b, st, pending)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// A NATS outage closes the watcher; the store keeps running and
+		// the watch resumes when the bus is back.
+		n.logger.Warn("agency drops watch interrupted; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (n *Node) watchDrops(ctx context.Context, b *bus.Bus, st *store.Store, pending map[string]uint64) error {
 	kv, err := b.KeyValue(ctx, dropsBucket, 1)
 	if err != nil {
 		return err
@@ -60,7 +78,6 @@ func (n *Node) followDrops(ctx context.Context, b *bus.Bus, st *store.Store) err
 	marker := func(agency string) string {
 		return filepath.Join(n.cfg.DataDir, "tsdb", ".dropped-"+agency)
 	}
-	pending := map[string]uint64{}
 	try := func() {
 		for agency, rev := range pending {
 			if b, err := os.ReadFile(marker(agency)); err == nil && strings.TrimSpace(string(b)) == strconv.FormatUint(rev, 10) {
