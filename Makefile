@@ -8,7 +8,7 @@ UNIT_PKGS := $(shell $(GO) list ./... | grep -v /internal/e2e)
 
 FUZZTIME  ?= 30s
 
-.PHONY: help build run test test-unit test-e2e bench fuzz golden fmt lint tidy-check clean
+.PHONY: help build run test test-unit test-e2e bench bench-go fuzz golden fmt lint tidy-check clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,7 +27,17 @@ test-unit: ## Unit and integration tests with the race detector.
 test-e2e: ## End-to-end tests: the real binary, real Prometheus/Alertmanager/Chromium where installed.
 	$(GO) test -count=1 -timeout 20m ./internal/e2e/...
 
-bench: ## Go benchmarks of the hot paths.
+BENCH_DURATION ?= 60s
+
+bench: build ## Benchmarks: Go hot paths, then ingest side by side with Debian's Prometheus, alert latency, alert storm, 340-agency scale (docs/benchmarks.md).
+	@command -v prometheus >/dev/null || { echo "make bench needs Debian's prometheus: sudo apt-get install -y prometheus"; exit 1; }
+	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
+	./$(BIN) bench compare --duration $(BENCH_DURATION)
+	./$(BIN) bench alerts
+	./$(BIN) bench storm
+	./$(BIN) bench scale
+
+bench-go: ## Only the Go benchmarks of the hot paths (decode, labelling and limits, TSDB append, incident lifecycle).
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
 
 fuzz: ## Run every native fuzz target for FUZZTIME (default 30s) each.

@@ -211,6 +211,9 @@ type RemedyServer struct {
 	// KeyField is the incident field that stores Samdrift's incident id
 	// (default "Vendor Ticket Number"), searched before creating.
 	KeyField string `yaml:"key_field"`
+	// MaxRequestsPerSecond keeps the client under the server's request
+	// quota (0: no limit of our own; the server's 429s are still obeyed).
+	MaxRequestsPerSecond float64 `yaml:"max_requests_per_second"`
 }
 
 // Grafana is the Grafana instance that `samdrift dashboards provision` manages.

@@ -152,6 +152,9 @@ func (v *validator) validate(c *Catalogue) {
 		if c.Ticketing.Remedy.Username == "" {
 			v.errorf([]any{"ticketing", "remedy"}, "ticketing.remedy.username is required with the remedy backend")
 		}
+		if r := c.Ticketing.Remedy.MaxRequestsPerSecond; r < 0 {
+			v.errorf([]any{"ticketing", "remedy", "max_requests_per_second"}, "ticketing.remedy.max_requests_per_second must not be negative, got %v", r)
+		}
 	}
 	if c.Grafana.URL != "" {
 		v.url([]any{"grafana", "url"}, c.Grafana.URL, "grafana.url")

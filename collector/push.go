@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -168,6 +169,26 @@ func (p *Push) agencyOf(r *http.Request) (*catalogue.Agency, catalogue.Identity,
 }
 
 // readBody reads at most MaxBodyBytes of the request body.
+// readBodyInto reads the body into a reused buffer.
+func (p *Push) readBodyInto(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) ([]byte, *httpError) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, errorf(http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
+	}
+	buf.Reset()
+	if r.ContentLength > 0 && r.ContentLength <= p.opts.MaxBodyBytes {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", p.opts.MaxBodyBytes)
+		}
+		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
 func (p *Push) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -187,6 +208,12 @@ func (p *Push) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpEr
 // ingest checks a decoded batch, publishes it durably and waits for the
 // router's verdict. It returns the number of samples the router accepted.
 func (p *Push) ingest(ctx context.Context, a *catalogue.Agency, cred, protocol string, wr *prompb.WriteRequest) (int, *httpError) {
+	return p.ingestRaw(ctx, a, cred, protocol, wr, nil)
+}
+
+// ingestRaw is ingest with the batch already in the bus's encoding (a
+// remote write 1.0 body), published as it is.
+func (p *Push) ingestRaw(ctx context.Context, a *catalogue.Agency, cred, protocol string, wr *prompb.WriteRequest, encoded []byte) (int, *httpError) {
 	ctx, span := p.tracer.Start(ctx, "collector.push",
 		trace.WithAttributes(attribute.String("agency", a.ID), attribute.String("protocol", protocol)))
 	defer span.End()
@@ -235,9 +262,12 @@ func (p *Push) ingest(ctx context.Context, a *catalogue.Agency, cred, protocol s
 				msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, lim.IngestionRate)})
 		}
 	}
-	data, err := bus.EncodeMetrics(wr)
-	if err != nil {
-		return fail(errorf(http.StatusInternalServerError, "encode batch: %v", err))
+	data := encoded
+	if data == nil {
+		var err error
+		if data, err = bus.EncodeMetrics(wr); err != nil {
+			return fail(errorf(http.StatusInternalServerError, "encode batch: %v", err))
+		}
 	}
 	reply := p.inbox + "." + strconv.FormatUint(p.seq.Add(1), 36)
 	ch := make(chan bus.Verdict, 1)
@@ -253,7 +283,7 @@ func (p *Push) ingest(ctx context.Context, a *catalogue.Agency, cred, protocol s
 	msg.Header.Set(bus.HeaderVerdict, reply)
 	bus.InjectTrace(ctx, msg)
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	_, err = p.opts.Bus.JS.PublishMsg(pctx, msg)
+	_, err := p.opts.Bus.JS.PublishMsg(pctx, msg)
 	cancel()
 	if err != nil {
 		p.logger.Warn("push not stored: bus unavailable", "agency", a.ID, "err", err)

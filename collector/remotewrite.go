@@ -1,14 +1,18 @@
 package collector
 
 import (
+	"bytes"
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/samdrift/samdrift/bus"
 )
 
 // Remote-write protobuf message names, as in the Content-Type proto parameter.
@@ -93,11 +97,60 @@ func fromV2(req *writev2.Request) (*prompb.WriteRequest, *httpError) {
 }
 
 // RemoteWrite is the handler of POST /api/v1/push.
+// rw1Decoder decodes remote write 1.0 bodies on the hot path without
+// allocating (pooled): the body is already the bus's metrics encoding, so
+// once checked it is published as it came.
+type rw1Decoder struct {
+	dec bus.MetricsDecoder
+	wr  prompb.WriteRequest
+	buf bytes.Buffer
+}
+
+var rw1Decoders = sync.Pool{New: func() any { return &rw1Decoder{} }}
+
+// isRW1 reports whether a request is remote write 1.0, snappy-compressed.
+func isRW1(contentType, contentEncoding string) bool {
+	if contentEncoding != "snappy" {
+		return false
+	}
+	if contentType == "" || contentType == "application/x-protobuf" {
+		return true
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/x-protobuf" && (params["proto"] == "" || params["proto"] == rw1Message)
+}
+
 func (p *Push) RemoteWrite() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, id, herr := p.agencyOf(r)
 		if herr != nil {
 			writeError(w, herr)
+			return
+		}
+		if isRW1(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding")) {
+			d := rw1Decoders.Get().(*rw1Decoder)
+			defer rw1Decoders.Put(d)
+			body, herr := p.readBodyInto(w, r, &d.buf)
+			if herr != nil {
+				writeError(w, herr)
+				return
+			}
+			if n, err := snappy.DecodedLen(body); err != nil {
+				writeError(w, errorf(http.StatusBadRequest, "body is not snappy-compressed: %v", err))
+				return
+			} else if n > int(p.opts.MaxBodyBytes) {
+				writeError(w, errorf(http.StatusRequestEntityTooLarge, "decompressed body of %d bytes exceeds the limit of %d bytes", n, p.opts.MaxBodyBytes))
+				return
+			}
+			if err := d.dec.Decode(body, &d.wr); err != nil {
+				writeError(w, errorf(http.StatusBadRequest, "malformed remote write 1.0 protobuf: %v", err))
+				return
+			}
+			if _, herr := p.ingestRaw(r.Context(), a, id.Credential, "remote_write_1", &d.wr, body); herr != nil {
+				writeError(w, herr)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		body, herr := p.readBody(w, r)

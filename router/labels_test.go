@@ -1,6 +1,9 @@
 package router
 
 import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -111,5 +114,33 @@ agencies:
 		require.NoError(t, err)
 		require.Equal(t, tc.agency, src.agency.ID)
 		require.Equal(t, tc.service, src.service)
+	}
+}
+
+// TestFastPathMatchesBuilder: the in-place path for agencies without
+// relabel rules gives exactly what the general path gives.
+func TestFastPathMatchesBuilder(t *testing.T) {
+	a := &catalogue.Agency{ID: "alpha"}
+	r := rand.New(rand.NewPCG(7, 8))
+	names := []string{"__name__", "agency", "exported_agency", "exported_exported_agency", "service", "exported_service", "job", "zone", "a"}
+	for range 2000 {
+		var ls []prompb.Label
+		for _, n := range names {
+			if n == "__name__" || r.IntN(3) == 0 {
+				ls = append(ls, prompb.Label{Name: n, Value: n + "-" + strconv.Itoa(r.IntN(3))})
+			}
+		}
+		r.Shuffle(len(ls), func(i, j int) { ls[i], ls[j] = ls[j], ls[i] })
+		svc := ""
+		if r.IntN(2) == 0 {
+			svc = "web"
+		}
+		src := source{agency: a, service: svc}
+		mk := func() *prompb.WriteRequest {
+			return &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: slices.Clone(ls), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}}}}
+		}
+		fast, slow := mk(), mk()
+		require.Equal(t, relabelWithBuilder(slow, src), setOwnedLabels(fast, src))
+		require.Equal(t, slow.Timeseries[0].Labels, fast.Timeseries[0].Labels, "input %v service %q", ls, svc)
 	}
 }

@@ -3,7 +3,6 @@ package router
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +114,6 @@ func checkRaw(ts *prompb.TimeSeries) string {
 	if len(ts.Labels) == 0 {
 		return "series without labels"
 	}
-	names := make([]string, 0, len(ts.Labels))
 	hasName := false
 	for _, l := range ts.Labels {
 		switch {
@@ -131,15 +129,29 @@ func checkRaw(ts *prompb.TimeSeries) string {
 		if l.Name == "__name__" {
 			hasName = true
 		}
-		names = append(names, l.Name)
 	}
 	if !hasName {
 		return fmt.Sprintf("series %s has no metric name", describe(ts.Labels))
 	}
-	sort.Strings(names)
-	for i := 1; i < len(names); i++ {
-		if names[i] == names[i-1] {
-			return fmt.Sprintf("duplicate label %q in series %s", names[i], describe(ts.Labels))
+	// Duplicates, without allocating: neighbours when sorted (as remote
+	// write requires), else every pair (series have few labels).
+	ls := ts.Labels
+	sorted := true
+	for i := 1; i < len(ls); i++ {
+		if ls[i].Name == ls[i-1].Name {
+			return fmt.Sprintf("duplicate label %q in series %s", ls[i].Name, describe(ls))
+		}
+		if ls[i].Name < ls[i-1].Name {
+			sorted = false
+		}
+	}
+	if !sorted {
+		for i := range ls {
+			for j := i + 1; j < len(ls); j++ {
+				if ls[i].Name == ls[j].Name {
+					return fmt.Sprintf("duplicate label %q in series %s", ls[i].Name, describe(ls))
+				}
+			}
 		}
 	}
 	return ""
@@ -161,7 +173,13 @@ func checkLimits(ts *prompb.TimeSeries, lim catalogue.Limits) (string, string) {
 
 // admit applies the rate, series and ordering limits to the (relabelled,
 // valid) series of wr, dropping what they refuse, in place.
-func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome) {
+//
+// A redelivered batch (its first router died before acking it) may
+// already have been answered 2xx, when the collector's wait for a verdict
+// timed out: it is past the rate limit, and it is older than what other
+// routers have routed since, so only the series limit applies; the store's
+// out-of-order window takes its late samples.
+func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome, redelivered bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.state(a)
@@ -175,7 +193,7 @@ func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome
 	if n == 0 {
 		return
 	}
-	if !s.rate.AllowN(now, n) {
+	if !redelivered && !s.rate.AllowN(now, n) {
 		r := s.rate.ReserveN(now, n)
 		d := r.DelayFrom(now)
 		r.CancelAt(now)
@@ -204,21 +222,21 @@ func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome
 		}
 		samples := ts.Samples[:0]
 		for _, smp := range ts.Samples {
-			if smp.Timestamp < last {
+			if smp.Timestamp < last && !redelivered {
 				o.discard(reasonOutOfOrder, 1, 400, fmt.Sprintf("out-of-order sample for series %s: timestamp %d is older than %d", describe(ts.Labels), smp.Timestamp, last))
 				continue
 			}
-			last = smp.Timestamp
+			last = max(last, smp.Timestamp)
 			samples = append(samples, smp)
 		}
 		ts.Samples = samples
 		hists := ts.Histograms[:0]
 		for _, hs := range ts.Histograms {
-			if hs.Timestamp < last {
+			if hs.Timestamp < last && !redelivered {
 				o.discard(reasonOutOfOrder, 1, 400, fmt.Sprintf("out-of-order histogram for series %s", describe(ts.Labels)))
 				continue
 			}
-			last = hs.Timestamp
+			last = max(last, hs.Timestamp)
 			hists = append(hists, hs)
 		}
 		ts.Histograms = hists
@@ -275,7 +293,8 @@ var sep = []byte{0xff}
 
 // hashLabels hashes sorted labels as labels.Labels.Hash does.
 func hashLabels(ls []prompb.Label) uint64 {
-	d := xxhash.New()
+	var d xxhash.Digest
+	d.Reset()
 	for _, l := range ls {
 		_, _ = d.WriteString(l.Name)
 		_, _ = d.Write(sep)

@@ -47,7 +47,7 @@ func TestLimiter(t *testing.T) {
 	// Series limit: two series pass, the third is refused with a 400.
 	var o outcome
 	wr := batch(now.UnixMilli(), "x", "y", "z")
-	l.admit(a, wr, &o)
+	l.admit(a, wr, &o, false)
 	require.Len(t, wr.Timeseries, 2)
 	require.Equal(t, 2, o.accepted)
 	require.Equal(t, 400, o.status)
@@ -57,7 +57,7 @@ func TestLimiter(t *testing.T) {
 	// Out of order against the last routed sample of a series.
 	o = outcome{}
 	wr = batch(now.UnixMilli()-1000, "x")
-	l.admit(a, wr, &o)
+	l.admit(a, wr, &o, false)
 	require.Empty(t, wr.Timeseries)
 	require.Equal(t, map[string]int{reasonOutOfOrder: 1}, o.discarded)
 
@@ -72,16 +72,30 @@ func TestLimiter(t *testing.T) {
 	for i := range 17 {
 		wr.Timeseries[0].Samples = append(wr.Timeseries[0].Samples, prompb.Sample{Value: 1, Timestamp: now.UnixMilli() + int64(i)})
 	}
-	l.admit(a, wr, &o)
+	l.admit(a, wr, &o, false)
 	require.Equal(t, 429, o.status)
 	require.Empty(t, wr.Timeseries)
 	require.Positive(t, o.retryAfter)
+
+	// A redelivered batch (its router died; the sender may have had its
+	// 2xx) is past the rate limit and the ordering check: the store's
+	// out-of-order window takes it.
+	o = outcome{}
+	wr = &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: "x"}}}}}
+	for i := range 17 {
+		wr.Timeseries[0].Samples = append(wr.Timeseries[0].Samples, prompb.Sample{Value: 1, Timestamp: now.UnixMilli() - 5000 + int64(i)})
+	}
+	l.admit(a, wr, &o, true)
+	require.Equal(t, 17, o.accepted)
+	require.Zero(t, o.status)
+	ok, _ = l.Peek(a, 16)
+	require.True(t, ok, "a redelivery takes no tokens")
 
 	// Time refills the bucket; idle series are forgotten after an hour.
 	now = now.Add(2 * time.Hour)
 	o = outcome{}
 	wr = batch(now.UnixMilli(), "new1", "new2")
-	l.admit(a, wr, &o)
+	l.admit(a, wr, &o, false)
 	require.Equal(t, 2, o.accepted, "idle series no longer count against the limit")
 	require.Zero(t, o.status)
 	require.Equal(t, map[string]int{"a": 2}, l.activeSeries())

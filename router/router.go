@@ -44,6 +44,9 @@ type Options struct {
 
 // Router routes ingested batches to their agency.
 type Router struct {
+	// dec and enc are used by the single routing goroutine.
+	dec     bus.MetricsDecoder
+	enc     bus.MetricsEncoder
 	opts    Options
 	logger  *slog.Logger
 	tracer  trace.Tracer
@@ -312,18 +315,18 @@ func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstrea
 		if src.agency == nil {
 			return res, reject("not_agency_credential", "metrics need an agency source")
 		}
-		if err := bus.DecodeMetrics(m.Data(), wr); err != nil {
+		if err := r.dec.Decode(m.Data(), wr); err != nil {
 			span.SetStatus(codes.Error, err.Error())
 			return res, reject("undecodable", "%v", err)
 		}
-		r.limitMetrics(src, wr, &res.outcome)
+		r.limitMetrics(src, wr, &res.outcome, redelivered(m))
 		for reason, n := range res.outcome.discarded {
 			r.metrics.discarded.WithLabelValues(src.agency.ID, reason).Add(float64(n))
 		}
 		if len(wr.Timeseries) == 0 {
 			return res, nil
 		}
-		data, err := bus.EncodeMetrics(wr)
+		data, err := r.enc.Encode(wr)
 		if err != nil {
 			return res, err
 		}
@@ -349,7 +352,7 @@ func (r *Router) route(ctx context.Context, cat *catalogue.Catalogue, m jetstrea
 // limitMetrics validates, relabels and limits a metrics batch in place.
 // Pushed batches are all or nothing for invalid labels (the sender gets a
 // 400 and nothing is half-written); scraped ones lose only the bad series.
-func (r *Router) limitMetrics(src source, wr *prompb.WriteRequest, o *outcome) {
+func (r *Router) limitMetrics(src source, wr *prompb.WriteRequest, o *outcome, redelivered bool) {
 	pushed := src.service == ""
 	lim := src.agency.EffectiveLimits()
 	for i := range wr.Timeseries {
@@ -387,5 +390,11 @@ func (r *Router) limitMetrics(src source, wr *prompb.WriteRequest, o *outcome) {
 		kept = append(kept, ts)
 	}
 	wr.Timeseries = kept
-	r.limiter.admit(src.agency, wr, o)
+	r.limiter.admit(src.agency, wr, o, redelivered)
+}
+
+// redelivered reports whether JetStream delivers m a second time.
+func redelivered(m jetstream.Msg) bool {
+	md, err := m.Metadata()
+	return err == nil && md.NumDelivered > 1
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,7 +28,18 @@ type consumer struct {
 	adb  *agencyDB
 	cons jetstream.Consumer
 	ch   chan jetstream.Msg
+
+	dec bus.MetricsDecoder
+	// refs caches the head series of encoded label sets, as Prometheus's
+	// scrape cache does: a known series is appended by reference, without
+	// building its labels. Reset hourly so that series gone from the head
+	// do not accumulate.
+	refs      map[string]storage.SeriesRef
+	refsSince time.Time
 }
+
+// refsMaxAge is how long the series cache lives before it is rebuilt.
+const refsMaxAge = time.Hour
 
 func newConsumer(ctx context.Context, s *Store, adb *agencyDB) (*consumer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -105,7 +117,7 @@ func (c *consumer) appendBatch(ctx context.Context, batch []jetstream.Msg, wr *p
 		good     = batch[:0:0]
 	)
 	for _, m := range batch {
-		if err := bus.DecodeMetrics(m.Data(), wr); err != nil {
+		if err := c.dec.Decode(m.Data(), wr); err != nil {
 			c.s.metrics.badBatches.WithLabelValues(id).Inc()
 			c.s.logger.Error("dropping undecodable metrics batch", "agency", id, "err", err)
 			_ = m.Term()
@@ -149,22 +161,53 @@ func (c *consumer) nakAll(batch []jetstream.Msg, err error) {
 // order, too old, duplicate) are counted and skipped, as Prometheus does; an
 // error is returned only when the appender itself fails.
 func (c *consumer) appendRequest(app storage.Appender, wr *prompb.WriteRequest, b *labels.ScratchBuilder) (int, error) {
+	if c.refs == nil || time.Since(c.refsSince) > refsMaxAge {
+		c.refs, c.refsSince = map[string]storage.SeriesRef{}, time.Now()
+	}
 	n := 0
 	for i := range wr.Timeseries {
 		ts := &wr.Timeseries[i]
-		lset := ts.ToLabels(b, nil)
-		var ref storage.SeriesRef
+		key := ""
+		if i < len(c.dec.Keys) {
+			key = c.dec.Keys[i]
+		}
+		ref, cached := c.refs[key]
+		cached = cached && key != ""
+		var lset labels.Labels
+		labelsOf := func() labels.Labels {
+			if lset.IsEmpty() {
+				// The decoder's strings are reused: the head must keep a
+				// copy, which stringlabels' builder makes already.
+				lset = ts.ToLabels(b, nil)
+				if labels.ImplementationName != "stringlabels" {
+					lset = lset.Copy()
+				}
+			}
+			return lset
+		}
+		if !cached {
+			labelsOf()
+		}
 		var err error
 		for _, s := range ts.Samples {
-			ref, err = app.Append(ref, lset, s.Timestamp, s.Value)
+			var got storage.SeriesRef
+			got, err = app.Append(ref, lset, s.Timestamp, s.Value)
+			if err != nil && cached {
+				// The cached series left the head: append by labels.
+				delete(c.refs, key)
+				cached = false
+				got, err = app.Append(0, labelsOf(), s.Timestamp, s.Value)
+			}
 			if c.sampleErr(err) != nil {
 				return n, err
 			}
 			if err == nil {
 				n++
+				ref = got
 			}
 		}
 		for _, h := range ts.Histograms {
+			lset := labelsOf()
 			if h.IsFloatHistogram() {
 				ref, err = app.AppendHistogram(ref, lset, h.Timestamp, nil, h.ToFloatHistogram())
 			} else {
@@ -176,6 +219,9 @@ func (c *consumer) appendRequest(app storage.Appender, wr *prompb.WriteRequest, 
 			if err == nil {
 				n++
 			}
+		}
+		if key != "" && ref != 0 && !cached {
+			c.refs[strings.Clone(key)] = ref
 		}
 	}
 	return n, nil

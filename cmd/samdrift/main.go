@@ -14,7 +14,22 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() {
+	setGCPercent()
+	os.Exit(run(os.Args[1:]))
+}
+
+// defaultGCPercent trades a little CPU for a much smaller heap: ingest
+// keeps few long-lived objects besides the TSDB head, so collecting at 50 %
+// growth instead of Go's 100 % cuts peak memory by about a quarter at a
+// small throughput cost (docs/benchmarks.md). GOGC in the environment wins.
+const defaultGCPercent = 50
+
+func setGCPercent() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+}
 
 func getVersion() string {
 	if version != "" {
@@ -39,6 +54,7 @@ func run(args []string) int {
 	registerReport(app, cmds)
 	registerDemo(app, cmds)
 	registerCheck(app, cmds)
+	registerBench(app, cmds)
 	registerDashboards(app, cmds)
 	registerRemedySim(app, cmds)
 	registerRules(app, cmds)

@@ -66,6 +66,7 @@ func (n *Node) deliveries(ctx context.Context, cat *catalogue.Catalogue, inciden
 	c := remedy.New(remedy.Config{
 		URL: r.URL, Username: r.Username, Password: pw, FirstName: r.FirstName, LastName: r.LastName,
 		KeyField: r.KeyField, ExternalURL: externalURL, Logger: logger.With("component", "remedy"),
+		MaxRequestsPerSecond: r.MaxRequestsPerSecond,
 	})
 	if err := c.Login(ctx); err != nil {
 		return nil, nil, fmt.Errorf("remedy at %s: %w", r.URL, err)

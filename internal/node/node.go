@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -78,8 +79,11 @@ type Config struct {
 	// RemoteRead answers queries for older data from it.
 	RemoteWrite *store.RemoteConfig
 	RemoteRead  *store.RemoteConfig
-	Version     string
-	Logger      *slog.Logger
+	// Pprof serves Go's profiles under /debug/pprof/ (no tenant data; off
+	// by default).
+	Pprof   bool
+	Version string
+	Logger  *slog.Logger
 	// Mount adds handlers to the HTTP mux (the demo's simulated services).
 	Mount map[string]http.Handler
 	// Started is called once every component runs, with the HTTP address.
@@ -442,6 +446,12 @@ func (n *Node) Run(ctx context.Context) error {
 		fmt.Fprintln(w, "Samdrift is Ready.")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	if n.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	for p, h := range n.cfg.Mount {
 		mux.Handle(p, h)
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"io"
 	"log/slog"
 	"net/http"
@@ -79,12 +80,16 @@ type Config struct {
 	Logger      *slog.Logger
 	HTTPClient  *http.Client
 	Now         func() time.Time
+	// MaxRequestsPerSecond paces every request to stay under the server's
+	// quota (0: unpaced). A 429 from the server is obeyed either way.
+	MaxRequestsPerSecond float64
 }
 
 // Client is a Remedy AR REST client and a ticketing.Backend.
 type Client struct {
-	cfg  Config
-	http *http.Client
+	cfg     Config
+	http    *http.Client
+	limiter *rate.Limiter // nil: unpaced
 
 	mu      sync.Mutex
 	token   string
@@ -119,7 +124,12 @@ func New(cfg Config) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &Client{cfg: cfg, http: hc}
+	c := &Client{cfg: cfg, http: hc}
+	if cfg.MaxRequestsPerSecond > 0 {
+		// Burst 1: evenly spaced, whatever burst the server allows.
+		c.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRequestsPerSecond), 1)
+	}
+	return c
 }
 
 // ARError is an AR System error response.
@@ -239,6 +249,11 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 		}
 	}
 	for attempt := 0; ; attempt++ {
+		if c.limiter != nil {
+			if err := c.limiter.Wait(ctx); err != nil {
+				return nil, nil, err
+			}
+		}
 		tok, err := c.currentToken(ctx)
 		if err != nil {
 			if errors.Is(err, ErrLogin) {
@@ -362,17 +377,23 @@ func (c *Client) Deliver(ctx context.Context, inc *ticketing.Incident) (string, 
 		t = found
 		break
 	}
-	if t == nil {
+	fresh := t == nil
+	if fresh {
 		created, err := c.create(ctx, inc, key)
 		if err != nil {
 			return "", err
 		}
 		t = created
 	}
-	if err := c.update(ctx, inc, t); err != nil {
-		return "", err
+	// A ticket just created carries the incident as it is and has no work
+	// log yet: two requests fewer per new incident, which counts under a
+	// storm against a rate-limited server.
+	if !fresh || !inc.Open() {
+		if err := c.update(ctx, inc, t); err != nil {
+			return "", err
+		}
 	}
-	if err := c.workLog(ctx, inc, t); err != nil {
+	if err := c.workLog(ctx, inc, t, fresh); err != nil {
 		return "", err
 	}
 	return t.Number, nil
@@ -494,19 +515,14 @@ func (c *Client) update(ctx context.Context, inc *ticketing.Incident, t *ticket)
 	return err
 }
 
-// workLog adds the incident's work log entries the ticket does not have yet.
-func (c *Client) workLog(ctx context.Context, inc *ticketing.Incident, t *ticket) error {
-	q := url.Values{
-		"q":      {fmt.Sprintf(`'Incident Number' = "%s" AND 'Submitter' = "%s"`, quote(t.Number), quote(c.cfg.Username))},
-		"fields": {"values(Work Log ID)"},
-	}
-	_, b, err := c.do(ctx, http.MethodGet, "/api/arsys/v1/entry/"+url.PathEscape(formWorkLog)+"?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
+// workLog adds the incident's work log entries the ticket does not have yet
+// (a fresh ticket has none).
+func (c *Client) workLog(ctx context.Context, inc *ticketing.Incident, t *ticket, fresh bool) error {
 	var es entries
-	if err := json.Unmarshal(b, &es); err != nil {
-		return ticketing.Temporary(fmt.Errorf("remedy work log search: %w", err), 0)
+	if !fresh {
+		if err := c.workLogEntries(ctx, t, &es); err != nil {
+			return err
+		}
 	}
 	for _, e := range inc.WorkLog[min(len(es.Entries), len(inc.WorkLog)):] {
 		values := map[string]any{
@@ -520,6 +536,22 @@ func (c *Client) workLog(ctx context.Context, inc *ticketing.Incident, t *ticket
 		if _, _, err := c.do(ctx, http.MethodPost, "/api/arsys/v1/entry/"+url.PathEscape(formWorkLog), map[string]any{"values": values}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// workLogEntries lists the work log entries this integration wrote on t.
+func (c *Client) workLogEntries(ctx context.Context, t *ticket, es *entries) error {
+	q := url.Values{
+		"q":      {fmt.Sprintf(`'Incident Number' = "%s" AND 'Submitter' = "%s"`, quote(t.Number), quote(c.cfg.Username))},
+		"fields": {"values(Work Log ID)"},
+	}
+	_, b, err := c.do(ctx, http.MethodGet, "/api/arsys/v1/entry/"+url.PathEscape(formWorkLog)+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, es); err != nil {
+		return ticketing.Temporary(fmt.Errorf("remedy work log search: %w", err), 0)
 	}
 	return nil
 }

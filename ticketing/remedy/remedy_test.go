@@ -56,9 +56,12 @@ func TestCreateUpdateResolveReopen(t *testing.T) {
 	inc := incident("alpha", "ALPHA")
 	inc.Summary = strings.Repeat("å", 120) // longer than the field, multi-byte
 
+	before := sim.Requests()
 	num, err := c.Deliver(ctx, inc)
 	require.NoError(t, err)
 	require.Regexp(t, `^INC\d{12}$`, num)
+	require.Equal(t, 3, sim.Requests()-before, "a new incident costs a search, the create and its work log entry")
+	require.Len(t, sim.Entries(remedysim.FormWorkLog), 1)
 	es := sim.Entries(remedysim.FormIncident)
 	require.Len(t, es, 1)
 	e := es[0]
@@ -194,6 +197,20 @@ func TestRateLimited(t *testing.T) {
 	require.ErrorAs(t, err, &tmp)
 	require.GreaterOrEqual(t, tmp.RetryAfter, time.Second, "Retry-After is passed on")
 	require.Contains(t, err.Error(), "HTTP 429")
+}
+
+// TestPacedUnderQuota: with max_requests_per_second under the server's
+// quota, a run of deliveries never meets a 429.
+func TestPacedUnderQuota(t *testing.T) {
+	sim, url := newSim(t, remedysim.Options{Rate: 50, Burst: 2})
+	c := remedy.New(remedy.Config{URL: url, Username: "samdrift", Password: "pw", FirstName: "S", LastName: "I", MaxRequestsPerSecond: 40})
+	ctx := context.Background()
+	for range 10 {
+		_, err := c.Deliver(ctx, incident("alpha", "ALPHA"))
+		require.NoError(t, err)
+	}
+	require.Zero(t, sim.Throttled())
+	require.Len(t, sim.Entries(remedysim.FormIncident), 10)
 }
 
 func TestMultiCompany(t *testing.T) {

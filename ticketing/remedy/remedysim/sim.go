@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -63,6 +64,9 @@ type Options struct {
 	Rate  float64
 	Burst int
 	Now   func() time.Time
+	// OnCreate, if set, is called with each incident created, as stored
+	// (benchmarks time deliveries with it).
+	OnCreate func(values map[string]any)
 }
 
 // Sim is the simulated server.
@@ -70,13 +74,14 @@ type Sim struct {
 	opts    Options
 	limiter *rate.Limiter
 
-	mu       sync.Mutex
-	down     bool
-	tokens   map[string]session
-	seq      int
-	entries  map[string]map[string]map[string]any // form -> entry id -> values
-	requests int
-	logins   int
+	mu        sync.Mutex
+	down      bool
+	tokens    map[string]session
+	seq       int
+	entries   map[string]map[string]map[string]any // form -> entry id -> values
+	requests  int
+	logins    int
+	throttled int
 }
 
 type session struct {
@@ -102,6 +107,20 @@ func New(o Options) *Sim {
 		s.limiter = rate.NewLimiter(rate.Limit(o.Rate), max(o.Burst, 1))
 	}
 	return s
+}
+
+// Throttled is the number of requests refused with 429 by the rate limit.
+func (s *Sim) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
+}
+
+// Requests is the number of requests received.
+func (s *Sim) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
 }
 
 // SetDown switches the outage on or off: while down every request gets 503.
@@ -192,6 +211,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res := s.limiter.Reserve()
 		if d := res.Delay(); d > 0 {
 			res.Cancel()
+			s.mu.Lock()
+			s.throttled++
+			s.mu.Unlock()
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
 			writeAR(w, http.StatusTooManyRequests, 9093, "Too many requests", "rate limit exceeded, retry later")
 			return
@@ -359,7 +381,11 @@ func (s *Sim) createIncident(w http.ResponseWriter, r *http.Request, u User) {
 	now := s.opts.Now().UTC().Format(time.RFC3339)
 	e["Request ID"], e["Incident Number"], e["Submitter"], e["Submit Date"], e["Last Modified Date"] = id, inc, u.Name, now, now
 	s.entries[FormIncident][id] = e
+	created := maps.Clone(e)
 	s.mu.Unlock()
+	if s.opts.OnCreate != nil {
+		s.opts.OnCreate(created)
+	}
 	loc := baseURL(r) + "/api/arsys/v1/entry/" + FormCreate + "/" + id
 	w.Header().Set("Location", loc)
 	if sel := fieldsParam(r); sel != nil {
