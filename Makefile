@@ -7,6 +7,7 @@ PKGS      := ./...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /internal/e2e)
 
 FUZZTIME  ?= 30s
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help build run test test-unit test-e2e bench bench-go fuzz golden fmt lint tidy-check clean
 
@@ -30,7 +31,8 @@ test-e2e: ## End-to-end tests: the real binary, real Prometheus/Alertmanager/Chr
 BENCH_DURATION ?= 60s
 
 bench: build ## Benchmarks: Go hot paths, then ingest side by side with Debian's Prometheus, alert latency, alert storm, 340-agency scale (docs/benchmarks.md).
-	@command -v prometheus >/dev/null || { echo "make bench needs Debian's prometheus: sudo apt-get install -y prometheus"; exit 1; }
+	@command -v prometheus >/dev/null || { echo "installing Debian's prometheus for the side-by-side comparison"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
 	./$(BIN) bench compare --duration $(BENCH_DURATION)
 	./$(BIN) bench alerts

@@ -29,6 +29,13 @@ type Options struct {
 	// CredsFile, NKeyFile: NATS user credentials for an external server.
 	CredsFile string
 	NKeyFile  string
+	// TLSCAFile verifies the external server's certificate (a private CA);
+	// TLSCertFile and TLSKeyFile are this client's certificate for servers
+	// that require one (verify: true). A tls:// URL, or any of these,
+	// makes the connection TLS-only.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
 	// Name identifies this connection in NATS monitoring.
 	Name   string
 	Logger *slog.Logger
@@ -90,6 +97,18 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 				return nil, fmt.Errorf("nats nkey: %w", err)
 			}
 			copts = append(copts, opt)
+		}
+		if o.TLSCAFile != "" {
+			copts = append(copts, nats.RootCAs(o.TLSCAFile))
+		}
+		if o.TLSCertFile != "" || o.TLSKeyFile != "" {
+			if o.TLSCertFile == "" || o.TLSKeyFile == "" {
+				return nil, fmt.Errorf("nats TLS: a client certificate needs both --nats.tls-cert and --nats.tls-key")
+			}
+			copts = append(copts, nats.ClientCert(o.TLSCertFile, o.TLSKeyFile))
+		}
+		if o.TLSCAFile != "" || o.TLSCertFile != "" {
+			copts = append(copts, nats.Secure())
 		}
 		copts = append(copts, nats.RetryOnFailedConnect(true))
 	}

@@ -20,6 +20,9 @@ type nodeFlags struct {
 	natsURLs         *[]string
 	natsCreds        *string
 	natsNKey         *string
+	natsTLSCA        *string
+	natsTLSCert      *string
+	natsTLSKey       *string
 	natsSyncInterval *time.Duration
 	natsReplicas     *int
 	tracingEndpoint  *string
@@ -52,6 +55,9 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.natsURLs = cmd.Flag("nats.url", "External NATS server or cluster URL (repeatable). Without it an embedded server runs.").Strings()
 	f.natsCreds = cmd.Flag("nats.creds", "NATS user credentials file for --nats.url.").String()
 	f.natsNKey = cmd.Flag("nats.nkey", "NATS NKEY seed file for --nats.url.").String()
+	f.natsTLSCA = cmd.Flag("nats.tls-ca", "CA certificate that signed the NATS servers' certificates (TLS to --nats.url).").String()
+	f.natsTLSCert = cmd.Flag("nats.tls-cert", "Client certificate for NATS servers that verify clients (with --nats.tls-key).").String()
+	f.natsTLSKey = cmd.Flag("nats.tls-key", "Key of --nats.tls-cert.").String()
 	f.natsSyncInterval = cmd.Flag("nats.sync-interval", "How often the embedded NATS server fsyncs JetStream files (0 = after every write).").Default("1s").Duration()
 	f.natsReplicas = cmd.Flag("nats.replicas", "Replication factor of streams and KV buckets (3 on a cluster).").Default("1").Int()
 	f.tlsCert = cmd.Flag("http.tls-cert-file", "TLS certificate of the HTTP listener (PEM); serves HTTPS when set.").String()
@@ -76,6 +82,7 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 	return node.Config{
 		ConfigFile: file, DataDir: *f.dataDir, HTTPAddr: *f.httpAddr,
 		NATSURLs: *f.natsURLs, NATSCredsFile: *f.natsCreds, NATSNKeyFile: *f.natsNKey,
+		NATSTLSCAFile: *f.natsTLSCA, NATSTLSCertFile: *f.natsTLSCert, NATSTLSKeyFile: *f.natsTLSKey,
 		NATSSyncInterval: *f.natsSyncInterval, NATSReplicas: *f.natsReplicas,
 		TracingEndpoint: *f.tracingEndpoint, Version: getVersion(), Logger: logger,
 		PushMaxBodyBytes: int64(*f.pushMaxBody), ExternalURL: *f.externalURL,

@@ -42,15 +42,18 @@ import (
 
 // Config configures a node.
 type Config struct {
-	ConfigFile       string
-	DataDir          string
-	HTTPAddr         string
-	NATSURLs         []string
-	NATSCredsFile    string
-	NATSNKeyFile     string
-	NATSSyncInterval time.Duration
-	NATSReplicas     int
-	TracingEndpoint  string
+	ConfigFile    string
+	DataDir       string
+	HTTPAddr      string
+	NATSURLs      []string
+	NATSCredsFile string
+	NATSNKeyFile  string
+	// NATSTLSCAFile, NATSTLSCertFile, NATSTLSKeyFile: TLS to the external
+	// NATS (server verification; client certificate).
+	NATSTLSCAFile, NATSTLSCertFile, NATSTLSKeyFile string
+	NATSSyncInterval                               time.Duration
+	NATSReplicas                                   int
+	TracingEndpoint                                string
 	// TLS on the HTTP listener; with ClientCAFile, client certificates are
 	// verified and mapped to credentials by their subject (mTLS).
 	TLSCertFile  string
@@ -203,6 +206,7 @@ func (n *Node) Run(ctx context.Context) error {
 	b, err := bus.Open(ctx, bus.Options{
 		URLs: n.cfg.NATSURLs, DataDir: n.cfg.DataDir, Replicas: n.cfg.NATSReplicas,
 		SyncInterval: n.cfg.NATSSyncInterval, CredsFile: n.cfg.NATSCredsFile, NKeyFile: n.cfg.NATSNKeyFile,
+		TLSCAFile: n.cfg.NATSTLSCAFile, TLSCertFile: n.cfg.NATSTLSCertFile, TLSKeyFile: n.cfg.NATSTLSKeyFile,
 		Logger: logger.With("component", "bus"),
 	})
 	if err != nil {

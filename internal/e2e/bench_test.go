@@ -1,0 +1,39 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBenchCommands runs the benchmark commands `make bench` uses at a
+// small size: they drive the real binary, check what they measure (each
+// alert one incident, every series queryable, the SLA panels answering)
+// and exit non-zero when a target is missed.
+func TestBenchCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the benchmark commands")
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binary, append([]string{"bench"}, args...)...).CombinedOutput()
+		require.NoError(t, err, string(out))
+		return string(out)
+	}
+	dir := t.TempDir()
+	out := run("alerts", "--rate", "20", "--duration", "2s", "--agencies", "3", "--dir", filepath.Join(dir, "alerts"))
+	require.Regexp(t, `built-in store: 40 alerts`, out)
+	require.Regexp(t, `incidents 40 of 40, duplicates 0; latency p50 \S+ p90 \S+ p99 \S+ max \S+ \(target p99 < 250ms\) MET`, out)
+	require.Regexp(t, `\(target p99 < 500ms\) MET`, out)
+
+	out = run("storm", "--alerts", "300", "--agencies", "30", "--window", "2s", "--remedy-rate", "200", "--remedy-burst", "5", "--client-rate", "180", "--dir", filepath.Join(dir, "storm"))
+	require.Contains(t, out, "incidents 300 of 300, missing 0, duplicates 0 MET")
+	require.Regexp(t, `\d+ requests, 0 answered 429`, out, "paced under the simulator's quota")
+
+	out = run("scale", "--large", "1", "--medium", "2", "--small", "3", "--series", "21000", "--duration", "8s", "--dir", filepath.Join(dir, "scale"))
+	require.Contains(t, out, "6 agencies, 21000 active series")
+	require.Regexp(t, regexp.MustCompile(`month-to-date SLA panel .* [1-9]\d* panel loads, 0 errors .* MET`), out)
+}
