@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 
 	grafanaregexp "github.com/grafana/regexp"
@@ -16,12 +17,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/internal/audit"
 )
 
 // APIPrefix is where the query API is served.
@@ -48,6 +52,11 @@ type APIOptions struct {
 	Ready   func() bool
 	Logger  *slog.Logger
 	Version string
+	// Audit, with Agencies (every agency id), records each agency request
+	// whose selectors name another agency (cross_agency_denied): the
+	// answer holds nothing of it either way.
+	Audit    *audit.Log
+	Agencies func() []string
 }
 
 // The API paths that are served; everything else of the Prometheus API
@@ -115,11 +124,66 @@ func (s *Store) APIHandler(o APIOptions) http.Handler {
 			http.NotFound(w, req)
 			return
 		}
-		if id, ok := catalogue.FromContext(req.Context()); ok && id.Role == catalogue.RoleAgency && s.opts.Meter != nil {
-			s.opts.Meter.Add(id.Agency, usageQueries, 1)
+		if id, ok := catalogue.FromContext(req.Context()); ok && id.Role == catalogue.RoleAgency {
+			if s.opts.Meter != nil {
+				s.opts.Meter.Add(id.Agency, usageQueries, 1)
+			}
+			if o.Audit != nil && o.Agencies != nil {
+				if others := OtherAgencies(req, id.Agency, o.Agencies()); len(others) > 0 {
+					_ = o.Audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency,
+						Detail: map[string]any{"requested": others, "path": req.URL.Path, "query": req.Form.Get("query"), "match": req.Form["match[]"]}})
+				}
+			}
 		}
 		r.ServeHTTP(w, req)
 	})
+}
+
+// OtherAgencies returns the agencies other than own that the selectors of
+// a query API request (query, match[]) name with a matcher on the agency
+// label. Unparseable input names none (the API answers it with an error).
+func OtherAgencies(req *http.Request, own string, agencies []string) []string {
+	if err := req.ParseForm(); err != nil {
+		return nil
+	}
+	var exprs []string
+	if q := req.Form.Get("query"); q != "" {
+		exprs = append(exprs, q)
+	}
+	exprs = append(exprs, req.Form["match[]"]...)
+	seen := map[string]bool{}
+	var out []string
+	check := func(ms []*labels.Matcher) {
+		for _, m := range ms {
+			if m.Name != "agency" {
+				continue
+			}
+			for _, a := range agencies {
+				if a != own && !seen[a] && m.Type != labels.MatchNotEqual && m.Type != labels.MatchNotRegexp && m.Matches(a) {
+					seen[a] = true
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	p := parser.NewParser(parser.Options{})
+	for _, e := range exprs {
+		expr, err := p.ParseExpr(e)
+		if err != nil {
+			if ms, err := p.ParseMetricSelector(e); err == nil {
+				check(ms)
+			}
+			continue
+		}
+		parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+			if vs, ok := n.(*parser.VectorSelector); ok {
+				check(vs.LabelMatchers)
+			}
+			return nil
+		})
+	}
+	sort.Strings(out)
+	return out
 }
 
 type noRules struct{}

@@ -40,6 +40,7 @@ type nodeFlags struct {
 	remoteHeaders    *map[string]string
 	rwDeadline       *time.Duration
 	pprof            *bool
+	metricsAnon      *bool
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -72,6 +73,7 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.tenantHeader = cmd.Flag("remote.tenant-header", `Header carrying the agency id as tenant on remote write and read ("-": none, for engines with the tenant in the URL).`).Default("X-Scope-OrgID").String()
 	f.remoteHeaders = cmd.Flag("remote.header", "Extra header NAME=VALUE on remote write and read (repeatable), for example Authorization.").StringMap()
 	f.rwDeadline = cmd.Flag("remote-write.batch-send-deadline", "Longest wait to fill a remote-write batch.").Default("5s").Duration()
+	f.metricsAnon = cmd.Flag("web.metrics-anonymous", "Serve /metrics without credentials (it names every agency; by default it takes an ops or admin token).").Bool()
 	f.pprof = cmd.Flag("web.enable-pprof", "Serve Go profiles under /debug/pprof/ (for benchmarks and support).").Bool()
 	f.auditLog = cmd.Flag("audit-log", "Audit trail file (JSON lines; default <data-dir>/audit.log). May be the file samdrift agency … --audit-log writes.").String()
 	f.tracingEndpoint = cmd.Flag("tracing.endpoint", "OTLP/HTTP endpoint for traces, such as http://localhost:4318/v1/traces.").String()
@@ -88,7 +90,7 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		PushMaxBodyBytes: int64(*f.pushMaxBody), ExternalURL: *f.externalURL,
 		TLSCertFile: *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
 		AuditLog: *f.auditLog, Instance: *f.instance, CollectorTTL: *f.collectorTTL,
-		RemoteWrite: f.remote(*f.rwURL), RemoteRead: f.remote(*f.rrURL), Pprof: *f.pprof,
+		RemoteWrite: f.remote(*f.rwURL), RemoteRead: f.remote(*f.rrURL), Pprof: *f.pprof, MetricsAnonymous: *f.metricsAnon,
 	}
 }
 

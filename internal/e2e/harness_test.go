@@ -221,3 +221,14 @@ const (
 )
 
 func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+
+// metricsGet reads /metrics with the provider's ops token (agencies may
+// not read it: it names every agency).
+func metricsGet(addr string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+opsToken)
+	return http.DefaultClient.Do(req)
+}

@@ -351,7 +351,7 @@ func summarize(incs []incident) []string {
 
 // samdriftMetrics returns Samdrift's own series from /metrics.
 func samdriftMetrics(t *testing.T, addr string) string {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := metricsGet(addr)
 	if err != nil {
 		return err.Error()
 	}

@@ -344,7 +344,7 @@ func TestPushLimits(t *testing.T) {
 	require.Contains(t, r.body, "ingestion_rate")
 
 	// The refusals are counted per agency and reason.
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := metricsGet(addr)
 	require.NoError(t, err)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -122,11 +122,18 @@ func TestScrapeRouteStoreQuery(t *testing.T) {
 	_, pr = api(t, addr, "noc-token", "/label/agency/values", nil)
 	require.JSONEq(t, `["alpha","beta"]`, string(pr.Data))
 
-	// Self-monitoring counts the routed samples.
-	resp, err := http.Get("http://" + addr + "/metrics")
+	// Self-monitoring counts the routed samples; it names every agency,
+	// so it is the provider's alone.
+	resp, err := metricsGet(addr)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	code, _ := get(t, "http://"+addr+"/metrics", "alpha-token")
+	require.Equal(t, http.StatusForbidden, code, "an agency may not read /metrics")
+	anon, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	anon.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, anon.StatusCode)
 
 	p.Stop()
 }

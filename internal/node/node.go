@@ -84,9 +84,12 @@ type Config struct {
 	RemoteRead  *store.RemoteConfig
 	// Pprof serves Go's profiles under /debug/pprof/ (no tenant data; off
 	// by default).
-	Pprof   bool
-	Version string
-	Logger  *slog.Logger
+	Pprof bool
+	// MetricsAnonymous serves /metrics without credentials (for sites that
+	// restrict it on the network); by default it takes ops or admin.
+	MetricsAnonymous bool
+	Version          string
+	Logger           *slog.Logger
 	// Mount adds handlers to the HTTP mux (the demo's simulated services).
 	Mount map[string]http.Handler
 	// Started is called once every component runs, with the HTTP address.
@@ -414,7 +417,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	if st != nil {
-		opts := store.APIOptions{Engine: engine, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version}
+		opts := store.APIOptions{Engine: engine, Ready: n.ready.Load, Logger: logger.With("component", "query"), Version: n.cfg.Version,
+			Audit: auditLog, Agencies: func() []string {
+				var ids []string
+				for _, a := range n.holder.Get().Agencies {
+					ids = append(ids, a.ID)
+				}
+				return ids
+			}}
 		if ruler != nil {
 			opts.Rules = ruler.Retriever
 		}
@@ -449,12 +459,30 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		fmt.Fprintln(w, "Samdrift is Ready.")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	// /metrics names every agency (ingest, usage, rule groups): it is the
+	// provider's, so it takes an ops or admin credential unless the site
+	// protects it otherwise (--web.metrics-anonymous).
+	providerOnly := func(h http.Handler) http.Handler {
+		return n.holder.Authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if id, _ := catalogue.FromContext(r.Context()); !id.AllAgencies() {
+				_ = auditLog.Write(audit.Entry{Who: id.Credential, Action: "admin_denied", Agency: id.Agency, Detail: map[string]any{"path": r.URL.Path}})
+				http.Error(w, "403 forbidden: "+r.URL.Path+" is the provider's (ops or admin credential)", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}))
+	}
+	metricsHandler := promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg})
+	if n.cfg.MetricsAnonymous {
+		mux.Handle("/metrics", metricsHandler)
+	} else {
+		mux.Handle("/metrics", providerOnly(metricsHandler))
+	}
 	if n.cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", providerOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", providerOnly(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", providerOnly(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", providerOnly(http.HandlerFunc(pprof.Trace)))
 	}
 	for p, h := range n.cfg.Mount {
 		mux.Handle(p, h)
