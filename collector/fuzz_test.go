@@ -163,3 +163,24 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeWebhook: no Alertmanager webhook payload makes the decoder
+// panic; refusals are 4xx, and what it accepts names its alerts.
+func FuzzDecodeWebhook(f *testing.F) {
+	f.Add("application/json", []byte(`{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"DiskFull","service":"web","agency":"beta"},"annotations":{"summary":"s"},"startsAt":"2026-11-01T10:00:00Z"}]}`))
+	f.Add("application/json", []byte(`{"version":"4","alerts":[{"status":"resolved","labels":{"alertname":"X"},"startsAt":"2026-11-01T10:00:00Z","endsAt":"2026-11-01T11:00:00Z"}]}`))
+	f.Add("", []byte(`{"version":"3"}`))
+	f.Add("text/plain", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
+		alerts, herr := DecodeWebhook(ctype, body, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+		if herr != nil {
+			require.GreaterOrEqual(t, herr.status, 400)
+			require.Less(t, herr.status, 500)
+			return
+		}
+		require.NotEmpty(t, alerts)
+		for _, a := range alerts {
+			require.NotEmpty(t, a.Labels["alertname"])
+		}
+	})
+}

@@ -103,13 +103,51 @@ func (c *consumer) run(ctx context.Context) {
 	}
 }
 
-// appendBatch appends a batch of messages in one TSDB transaction.
+// appendBatch appends a batch of messages in one TSDB transaction. When the
+// transaction fails (disk full, head closing), the batch is retried here,
+// in place, until it succeeds: handing it back to JetStream would let
+// later batches overtake it, and its samples would then be refused as out
+// of order. The messages are kept alive (InProgress) meanwhile.
 func (c *consumer) appendBatch(ctx context.Context, batch []jetstream.Msg, wr *prompb.WriteRequest) {
 	id := c.adb.id
 	ctx, span := c.s.tracer.Start(bus.ExtractTrace(ctx, batch[0].Headers()), "store.append",
 		trace.WithAttributes(attribute.String("agency", id), attribute.Int("messages", len(batch))))
 	defer span.End()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := c.tryAppend(ctx, batch, wr, span)
+		if err == nil {
+			if attempt > 1 {
+				c.s.logger.Info("append succeeded again", "agency", id, "attempts", attempt)
+			}
+			return
+		}
+		c.s.metrics.appendFailures.WithLabelValues(id).Inc()
+		span.SetStatus(codes.Error, err.Error())
+		if attempt == 1 || attempt%50 == 0 {
+			c.s.logger.Warn("append failed; retrying the batch in order", "agency", id, "attempt", attempt, "err", err)
+		}
+		if ctx.Err() != nil {
+			c.nakAll(batch, err)
+			return
+		}
+		for _, m := range batch {
+			_ = m.InProgress()
+		}
+		select {
+		case <-ctx.Done():
+			c.nakAll(batch, err)
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
 
+// tryAppend appends the batch in one transaction and acks its messages, or
+// returns the error that made the transaction fail.
+func (c *consumer) tryAppend(ctx context.Context, batch []jetstream.Msg, wr *prompb.WriteRequest, span trace.Span) error {
+	id := c.adb.id
 	app := c.adb.db.Appender(ctx)
 	var (
 		b        labels.ScratchBuilder
@@ -125,20 +163,15 @@ func (c *consumer) appendBatch(ctx context.Context, batch []jetstream.Msg, wr *p
 		}
 		n, err := c.appendRequest(app, wr, &b)
 		if err != nil {
-			// The head refused the transaction itself (closed, not ready):
-			// give every message back for redelivery.
+			// The head refused the transaction itself.
 			_ = app.Rollback()
-			c.nakAll(batch, err)
-			span.SetStatus(codes.Error, err.Error())
-			return
+			return err
 		}
 		appended += n
 		good = append(good, m)
 	}
 	if err := app.Commit(); err != nil {
-		c.nakAll(batch, err)
-		span.SetStatus(codes.Error, err.Error())
-		return
+		return err
 	}
 	for _, m := range good {
 		_ = m.Ack()
@@ -148,6 +181,7 @@ func (c *consumer) appendBatch(ctx context.Context, batch []jetstream.Msg, wr *p
 		c.s.opts.Meter.Add(id, usageSamples, float64(appended))
 	}
 	span.SetAttributes(attribute.Int("samples", appended))
+	return nil
 }
 
 func (c *consumer) nakAll(batch []jetstream.Msg, err error) {

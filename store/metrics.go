@@ -8,6 +8,8 @@ type metrics struct {
 	appended   *prometheus.CounterVec
 	discarded  *prometheus.CounterVec
 	badBatches *prometheus.CounterVec
+	// appendFailures counts failed transactions (each retried in order).
+	appendFailures *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
@@ -24,9 +26,13 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 			Name: "samdrift_store_undecodable_batches_total",
 			Help: "Metrics batches dropped because they could not be decoded.",
 		}, []string{"agency"}),
+		appendFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samdrift_store_append_failures_total",
+			Help: "TSDB transactions that failed (disk full, head closing); the batch is retried in order until it is stored.",
+		}, []string{"agency"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.appended, m.discarded, m.badBatches, &headCollector{s: s})
+		reg.MustRegister(m.appended, m.discarded, m.badBatches, m.appendFailures, &headCollector{s: s})
 	}
 	return m
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -69,7 +70,15 @@ func (n *Node) deliveries(ctx context.Context, cat *catalogue.Catalogue, inciden
 		MaxRequestsPerSecond: r.MaxRequestsPerSecond,
 	})
 	if err := c.Login(ctx); err != nil {
-		return nil, nil, fmt.Errorf("remedy at %s: %w", r.URL, err)
+		var tmp *ticketing.TemporaryError
+		if !errors.As(err, &tmp) {
+			// Wrong credentials or URL: a configuration error, said at once.
+			return nil, nil, fmt.Errorf("remedy at %s: %w", r.URL, err)
+		}
+		// Remedy unreachable or failing: start anyway. Intake must not
+		// depend on the ticket system; deliveries wait in the outbox and
+		// retry with backoff until it answers.
+		logger.Warn("remedy unreachable at startup; incidents wait in the outbox until it answers", "url", r.URL, "err", err)
 	}
 	logout := func() { _ = c.Logout(context.Background()) }
 	return append([]ticketing.DeliveryOptions{
