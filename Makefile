@@ -9,7 +9,7 @@ UNIT_PKGS := $(shell $(GO) list ./... | grep -v /internal/e2e)
 FUZZTIME  ?= 30s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run test test-unit test-e2e bench bench-go fuzz golden fmt lint tidy-check clean
+.PHONY: help build run test test-unit test-e2e test-faults test-isolation fuzz-short bench bench-go fuzz golden fmt lint tidy-check clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,20 @@ test-e2e: ## End-to-end tests: the real binary, real Prometheus/Alertmanager/Chr
 	$(GO) test -count=1 -timeout 20m ./internal/e2e/...
 
 BENCH_DURATION ?= 60s
+
+test-faults: build ## Fault suite, long form: 20 SIGKILLs, NATS restart, ticket backend down and slow, disk full (needs root), overload; prints the counts.
+	@rm -f fault-report.txt; \
+	SAMDRIFT_FAULTS=full SAMDRIFT_FAULT_REPORT=$(CURDIR)/fault-report.txt $(GO) test -count=1 -timeout 30m -v \
+	  -run '^Test(FaultSuite|FaultDiskFull|Overload|DataSurvivesKill|NATSOutage|BackendOutage)$$' ./internal/e2e/ ./ticketing/ > fault-test.log 2>&1; rc=$$?; \
+	grep -E '^(--- |ok|FAIL)|Error:|Messages:' fault-test.log; echo; cat fault-report.txt 2>/dev/null; \
+	[ $$rc = 0 ] || echo "fault suite failed; the whole output is in fault-test.log"; exit $$rc
+
+test-isolation: build ## Isolation suite: every endpoint and subject tried by one agency against another's data; prints the attempts and the leak count.
+	SAMDRIFT_ISOLATION_REPORT=$(CURDIR)/isolation-report.txt $(GO) test -count=1 -run '^TestIsolationSuite$$' ./internal/e2e/
+	@cat $(CURDIR)/isolation-report.txt
+
+fuzz-short: ## Every fuzz target for 5s (the form CI runs).
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 bench: build ## Benchmarks: Go hot paths, then ingest side by side with Debian's Prometheus, alert latency, alert storm, 340-agency scale (docs/benchmarks.md).
 	@command -v prometheus >/dev/null || { echo "installing Debian's prometheus for the side-by-side comparison"; \

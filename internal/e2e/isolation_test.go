@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -147,8 +146,8 @@ accounts: {
 	addr := freeAddr(t)
 	base := "http://" + addr
 	auditPath := filepath.Join(dir, "audit.log")
-	start(t, addr, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--audit-log", auditPath,
-		"--nats.url", "nats://samdrift:provider@"+ns.Addr().String())
+	proc := start(t, addr, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--audit-log", auditPath,
+		"--log.level", "debug", "--nats.url", "nats://samdrift:provider@"+ns.Addr().String())
 
 	// Beta's data: pushed samples, an alert and its incident, a rule.
 	now := time.Now()
@@ -321,5 +320,13 @@ accounts: {
 	require.Positive(t, denied["/prometheus/api/v1/series"])
 	require.Positive(t, denied["/agency/beta"])
 	require.Positive(t, denied["/api/v1/reports/sla"])
-	_ = context.Background
+
+	// No secret is ever logged, at debug level either: not in the process
+	// log, not in the audit trail.
+	auditText, err := os.ReadFile(auditPath)
+	require.NoError(t, err)
+	for _, secret := range []string{alphaToken, betaToken, opsToken, "alpha-nats-secret", "provider@"} {
+		require.NotContains(t, proc.Logs.String(), secret)
+		require.NotContains(t, string(auditText), secret)
+	}
 }

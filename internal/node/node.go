@@ -244,11 +244,14 @@ func (n *Node) Run(ctx context.Context) error {
 			Logger: logger.With("component", "store"), Registerer: n.reg, Tracer: tp,
 			RemoteRead: n.cfg.RemoteRead,
 		}
+		// A batch can reach the store after later ones: router replicas
+		// hand batches on in either order, and after a crash JetStream
+		// redelivers the unacknowledged batch only when its ack wait ends,
+		// while newer batches flow at once. A short out-of-order window
+		// stores both (the fault suite loses samples without it).
+		so.OutOfOrderWindow = 10 * time.Minute
 		if n.split() {
 			so.Instance, so.NoSampleMetering = n.cfg.Instance, true
-			// Router replicas may hand on two batches of a series in either
-			// order; a short out-of-order window stores both.
-			so.OutOfOrderWindow = 10 * time.Minute
 		}
 		if n.has("query") {
 			so.RemoteWrite = n.cfg.RemoteWrite
