@@ -219,7 +219,8 @@ func TestMTLS(t *testing.T) {
 // TestTokenNew: a token made by `samdrift token new` works once its printed
 // lines are in the catalogue.
 func TestTokenNew(t *testing.T) {
-	out, err := execCommand(binary, "token", "new", "--agency", "beta", "--name", "beta-new").CombinedOutput()
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	out, err := execCommand(binary, "token", "new", "--agency", "beta", "--name", "beta-new", "--audit-log", auditLog, "--who", "onboarding-team").CombinedOutput()
 	require.NoError(t, err, string(out))
 	var token, hash string
 	for _, line := range strings.Split(string(out), "\n") {
@@ -232,6 +233,12 @@ func TestTokenNew(t *testing.T) {
 	}
 	require.True(t, strings.HasPrefix(token, "sd_"), string(out))
 	require.Equal(t, catalogue.HashToken(token), hash)
+	trail, err := os.ReadFile(auditLog)
+	require.NoError(t, err)
+	require.Contains(t, string(trail), `"action":"credential_created"`)
+	require.Contains(t, string(trail), `"who":"onboarding-team"`)
+	require.Contains(t, string(trail), `"credential":"beta-new"`)
+	require.NotContains(t, string(trail), token, "the token itself is never written down")
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "catalogue.yaml")
