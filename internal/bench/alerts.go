@@ -65,12 +65,7 @@ type AlertsResult struct {
 
 // Quantile of the latencies.
 func (r AlertsResult) Quantile(q float64) time.Duration {
-	if len(r.Latencies) == 0 {
-		return 0
-	}
-	l := append([]time.Duration(nil), r.Latencies...)
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	return l[min(len(l)-1, int(q*float64(len(l))))]
+	return quantile(r.Latencies, q)
 }
 
 // AlertsCatalogue is a catalogue of n agencies with one service each and a

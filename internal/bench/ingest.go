@@ -49,12 +49,7 @@ func (r IngestResult) Rate() float64 { return float64(r.Accepted) / r.Elapsed.Se
 
 // Quantile of the request latencies.
 func (r IngestResult) Quantile(q float64) time.Duration {
-	if len(r.Latencies) == 0 {
-		return 0
-	}
-	l := append([]time.Duration(nil), r.Latencies...)
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	return l[min(len(l)-1, int(q*float64(len(l))))]
+	return quantile(r.Latencies, q)
 }
 
 // series of one agency: label sets, built once, sorted as remote write wants.
@@ -194,4 +189,14 @@ func post(ctx context.Context, c *http.Client, url, token string, body []byte, b
 	_, _ = io.Copy(buf, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// quantile of latencies (q in [0, 1]), without changing them.
+func quantile(latencies []time.Duration, q float64) time.Duration {
+	if len(latencies) == 0 {
+		return 0
+	}
+	l := append([]time.Duration(nil), latencies...)
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	return l[min(len(l)-1, int(q*float64(len(l))))]
 }

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,12 +59,7 @@ type ScaleResult struct {
 
 // Quantile of the query latencies.
 func (r ScaleResult) Quantile(q float64) time.Duration {
-	if len(r.Latencies) == 0 {
-		return 0
-	}
-	l := append([]time.Duration(nil), r.Latencies...)
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	return l[min(len(l)-1, int(q*float64(len(l))))]
+	return quantile(r.Latencies, q)
 }
 
 type scaleAgency struct {
