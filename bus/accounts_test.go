@@ -2,7 +2,6 @@ package bus_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/samdrift/samdrift/bus"
+	"github.com/samdrift/samdrift/internal/testutil"
 )
 
 // TestAgencyAccounts runs a NATS server on generated agency accounts: an
@@ -23,52 +22,26 @@ import (
 // open its account.
 func TestAgencyAccounts(t *testing.T) {
 	dir := t.TempDir()
-	accounts := filepath.Join(dir, "nats-accounts")
-	for _, a := range []string{"alpha", "beta"} {
-		h, err := bcrypt.GenerateFromPassword([]byte(a+"-secret"), bcrypt.MinCost)
-		require.NoError(t, err)
-		_, err = bus.WriteAgencyAccount(accounts, a, a, string(h))
-		require.NoError(t, err)
-	}
+	an := testutil.StartAgencyNATS(t, dir, "alpha", "beta")
+	s, accounts, conf := an.Server, an.Accounts, an.Conf
 	_, err := bus.WriteAgencyAccount(accounts, "alpha", "alpha", "$2a$04$x")
 	require.Error(t, err, "an existing account is not overwritten")
 	_, err = bus.AgencyAccount("Bad.ID", "x", "$2a$04$x")
 	require.Error(t, err)
 
-	conf := filepath.Join(dir, "nats.conf")
-	require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, `
-listen: "127.0.0.1:-1"
-jetstream: {store_dir: %q}
-accounts: {
-  SAMDRIFT: {
-    jetstream: enabled
-    users: [{user: samdrift, password: provider}]
-    exports: [{service: "ingest.*.nats.*"}]
-  }
-  include "nats-accounts/index.conf"
-}
-`, filepath.Join(dir, "js")), 0o600))
-	opts, err := server.ProcessConfigFile(conf)
-	require.NoError(t, err)
-	s, err := server.NewServer(opts)
-	require.NoError(t, err)
-	s.Start()
-	t.Cleanup(s.Shutdown)
-	require.True(t, s.ReadyForConnections(10*time.Second))
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{URLs: []string{"nats://samdrift:provider@" + s.Addr().String()}})
+	b, err := bus.Open(ctx, bus.Options{URLs: []string{an.ProviderURL()}})
 	require.NoError(t, err)
 	defer b.Close()
 
 	connect := func(user, pass string) (*nats.Conn, error) {
 		return nats.Connect("nats://"+s.Addr().String(), nats.UserInfo(user, pass))
 	}
-	_, err = connect("alpha", "beta-secret")
+	_, err = connect("alpha", "beta-nats-secret")
 	require.Error(t, err, "wrong password")
 
-	nc, err := connect("alpha", "alpha-secret")
+	nc, err := connect("alpha", "alpha-nats-secret")
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -73,6 +72,9 @@ type Push struct {
 	seq   atomic.Uint64
 	mu    sync.Mutex
 	wait  map[string]chan bus.Verdict
+	// backoff holds, per agency, until when its last 429 asked senders to
+	// wait (a time.Time): pushes before then are refused unread.
+	backoff sync.Map
 }
 
 // NewPush returns the push receivers; Close releases their subscription.
@@ -165,21 +167,29 @@ func (p *Push) agencyOf(r *http.Request) (*catalogue.Agency, catalogue.Identity,
 	if !a.Phase.AcceptsData() {
 		return nil, id, errorf(http.StatusForbidden, "agency %q is in phase plan and accepts no data yet", a.ID)
 	}
-	// An agency whose token bucket is empty is shed before its body is
-	// read and decoded: overload from one agency costs the others as
+	// An agency that was told to wait (429, Retry-After) and pushes again
+	// before then, or whose token bucket is empty, is shed before its body
+	// is read and decoded: overload from one agency costs the others as
 	// little CPU as possible.
-	if p.opts.Admit != nil {
-		if ok, after := p.opts.Admit(a, 1); !ok {
-			p.metrics.shedEarly.WithLabelValues(a.ID).Inc()
-			return nil, id, &httpError{status: http.StatusTooManyRequests, retryAfter: after,
-				msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, a.EffectiveLimits().IngestionRate)}
+	after := time.Duration(0)
+	if until, ok := p.backoff.Load(a.ID); ok {
+		after = time.Until(until.(time.Time))
+	}
+	if after <= 0 && p.opts.Admit != nil {
+		if ok, d := p.opts.Admit(a, 1); !ok {
+			after = max(d, time.Millisecond)
 		}
+	}
+	if after > 0 {
+		p.metrics.shedEarly.WithLabelValues(a.ID).Inc()
+		return nil, id, &httpError{status: http.StatusTooManyRequests, retryAfter: after,
+			msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, a.EffectiveLimits().IngestionRate)}
 	}
 	return a, id, nil
 }
 
-// readBody reads at most MaxBodyBytes of the request body.
-// readBodyInto reads the body into a reused buffer.
+// readBodyInto reads at most MaxBodyBytes of the request body into buf (a
+// reused buffer; the bytes returned are buf's).
 func (p *Push) readBodyInto(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) ([]byte, *httpError) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -199,20 +209,10 @@ func (p *Push) readBodyInto(w http.ResponseWriter, r *http.Request, buf *bytes.B
 	return buf.Bytes(), nil
 }
 
+// readBody reads at most MaxBodyBytes of the request body into a new buffer.
 func (p *Push) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return nil, errorf(http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, errorf(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", p.opts.MaxBodyBytes)
-		}
-		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
-	}
-	return b, nil
+	var buf bytes.Buffer
+	return p.readBodyInto(w, r, &buf)
 }
 
 // ingest checks a decoded batch, publishes it durably and waits for the
@@ -267,6 +267,7 @@ func (p *Push) ingestRaw(ctx context.Context, a *catalogue.Agency, cred, protoco
 	}
 	if p.opts.Admit != nil {
 		if ok, after := p.opts.Admit(a, n); !ok {
+			p.backoff.Store(a.ID, time.Now().Add(after))
 			p.metrics.shed.WithLabelValues(a.ID).Add(float64(n))
 			return fail(&httpError{status: http.StatusTooManyRequests, retryAfter: after,
 				msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, lim.IngestionRate)})
@@ -309,6 +310,7 @@ func (p *Push) ingestRaw(ctx context.Context, a *catalogue.Agency, cred, protoco
 			p.metrics.requests.WithLabelValues(protocol, "200").Inc()
 			return v.Accepted, nil
 		case http.StatusTooManyRequests:
+			p.backoff.Store(a.ID, time.Now().Add(v.RetryAfter))
 			return fail(&httpError{status: v.Status, msg: v.Message, retryAfter: v.RetryAfter})
 		default:
 			return fail(&httpError{status: v.Status, msg: v.Message})
@@ -374,7 +376,7 @@ func newPushMetrics(reg prometheus.Registerer) *pushMetrics {
 		}),
 		shedEarly: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "samdrift_collector_push_shed_unread_total",
-			Help: "Pushes refused with 429 before their body was read: the agency's token bucket was empty.",
+			Help: "Pushes refused with 429 before their body was read: the agency pushed again within its last Retry-After, or its token bucket was empty.",
 		}, []string{"agency"}),
 	}
 	if reg != nil {

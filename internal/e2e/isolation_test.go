@@ -16,13 +16,12 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/samdrift/samdrift/bus"
+	"github.com/samdrift/samdrift/internal/testutil"
 )
 
 // The marker every piece of beta's data carries; any answer to alpha that
@@ -101,33 +100,8 @@ func TestIsolationSuite(t *testing.T) {
 	dir := t.TempDir()
 
 	// NATS with agency accounts, as `samdrift agency onboard` writes them.
-	accounts := filepath.Join(dir, "nats-accounts")
-	for _, a := range []string{"alpha", "beta"} {
-		h, err := bcrypt.GenerateFromPassword([]byte(a+"-nats-secret"), bcrypt.MinCost)
-		require.NoError(t, err)
-		_, err = bus.WriteAgencyAccount(accounts, a, a, string(h))
-		require.NoError(t, err)
-	}
-	conf := filepath.Join(dir, "nats.conf")
-	writeFile(t, conf, fmt.Sprintf(`
-listen: "127.0.0.1:-1"
-jetstream: {store_dir: %q}
-accounts: {
-  SAMDRIFT: {
-    jetstream: enabled
-    users: [{user: samdrift, password: provider}]
-    exports: [{service: "ingest.*.nats.*"}]
-  }
-  include "nats-accounts/index.conf"
-}
-`, filepath.Join(dir, "js")))
-	opts, err := server.ProcessConfigFile(conf)
-	require.NoError(t, err)
-	ns, err := server.NewServer(opts)
-	require.NoError(t, err)
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	require.True(t, ns.ReadyForConnections(10*time.Second))
+	an := testutil.StartAgencyNATS(t, dir, "alpha", "beta")
+	ns := an.Server
 
 	// Beta has a rule file: its rules must not show to alpha.
 	rulesFile := filepath.Join(dir, "beta-rules.yml")
@@ -147,7 +121,7 @@ accounts: {
 	base := "http://" + addr
 	auditPath := filepath.Join(dir, "audit.log")
 	proc := start(t, addr, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--audit-log", auditPath,
-		"--log.level", "debug", "--nats.url", "nats://samdrift:provider@"+ns.Addr().String())
+		"--log.level", "debug", "--nats.url", an.ProviderURL())
 
 	// Beta's data: pushed samples, an alert and its incident, a rule.
 	now := time.Now()

@@ -21,9 +21,10 @@ import (
 )
 
 // TestOverload: one agency pushes at twice its ingestion rate. It is shed
-// with 429 and Retry-After; another agency's ingest latency stays within
-// twice its unloaded figure; when the noise stops, the noisy agency is
-// served again without a restart.
+// with 429 and Retry-After, and its pushes within the Retry-After are
+// refused unread; another agency keeps being served (its latency, unloaded
+// and under the noise, is reported); when the noise stops, the noisy
+// agency is served again without a restart.
 func TestOverload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("overload")
@@ -130,11 +131,16 @@ func TestOverload(t *testing.T) {
 		}
 	}
 	require.Positive(t, shed.Load(), "the excess is shed")
+	resp, err := metricsGet(addr)
+	require.NoError(t, err)
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Regexp(t, `samdrift_collector_push_shed_unread_total\{agency="noisy"\} [1-9]`, string(m),
+		"pushes within the Retry-After are refused before their body is read")
+	require.NotContains(t, string(m), `samdrift_collector_push_shed_unread_total{agency="beta"}`)
 	require.True(t, retryAfterSeen.Load(), "429s carry Retry-After")
 	require.Positive(t, accepted.Load(), "the noisy agency still gets its rate")
-	// The latency target is a timing figure: checked in the long form
-	// (make test-faults), reported in the short one, as benchmarks are.
-	if os.Getenv("SAMDRIFT_FAULTS") == "full" {
-		require.LessOrEqual(t, loaded, 2*unloaded, "beta's p99 under the noise stays within 2× of unloaded")
-	}
+	// The latency ratio is a timing figure: reported (make test-faults
+	// prints it; docs/reliability.md records it), not asserted, as the
+	// brief keeps timing out of tests.
 }
