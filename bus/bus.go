@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure the connection to NATS.
@@ -37,16 +38,21 @@ type Options struct {
 	TLSCertFile string
 	TLSKeyFile  string
 	// Name identifies this connection in NATS monitoring.
-	Name   string
-	Logger *slog.Logger
+	Name       string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
-// Bus is a live connection to NATS JetStream.
+// Bus is a live connection to NATS JetStream. It is the only way other
+// packages reach NATS: streams, subjects, consumers and key-value buckets are
+// declared and used through its methods.
 type Bus struct {
-	NC     *nats.Conn
-	JS     jetstream.JetStream
+	nc     *nats.Conn
+	js     jetstream.JetStream
 	server *server.Server
 	opts   Options
+	// deadLetters counts messages moved to the dead letters.
+	deadLetters *prometheus.CounterVec
 }
 
 // Open starts the embedded server if no URL is given, connects and makes sure
@@ -61,7 +67,13 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	if o.Name == "" {
 		o.Name = "samdrift"
 	}
-	b := &Bus{opts: o}
+	b := &Bus{opts: o, deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "samdrift_dead_letters_total",
+		Help: "Messages a stage could not process, moved to the agency's dead letters (GET /api/v1/admin/deadletters lists them).",
+	}, []string{"stage", "agency"})}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(b.deadLetters)
+	}
 	copts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -117,13 +129,13 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		b.Close()
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
-	b.NC = nc
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	b.nc = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	b.JS = js
+	b.js = js
 	if err := b.ensureStreams(ctx); err != nil {
 		b.Close()
 		return nil, err
@@ -186,16 +198,19 @@ func (b *Bus) StreamConfigs() []jetstream.StreamConfig {
 			Replicas: r, Duplicates: 10 * time.Minute, MaxAge: 30 * 24 * time.Hour,
 		},
 		{
-			Name: StreamEvents, Subjects: []string{"agency.*.events"},
+			// Messages no stage could process, per agency and stage, with
+			// the reason: listed for ops, replayed or discarded by an admin.
+			Name: StreamDeadLetter, Subjects: []string{"deadletter.>"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			Replicas: r, Duplicates: 2 * time.Minute, MaxAge: 7 * 24 * time.Hour,
+			Replicas: r, MaxAge: DeadLetterMaxAge, MaxMsgsPerSubject: DeadLetterMaxPerSubject,
+			Discard: jetstream.DiscardOld,
 		},
 	}
 }
 
 func (b *Bus) ensureStreams(ctx context.Context) error {
 	for _, cfg := range b.StreamConfigs() {
-		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}
@@ -205,11 +220,23 @@ func (b *Bus) ensureStreams(ctx context.Context) error {
 // KeyValue opens (creating if needed) a KV bucket with the bus's
 // replication factor and file storage.
 func (b *Bus) KeyValue(ctx context.Context, bucket string, history uint8) (jetstream.KeyValue, error) {
-	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return b.keyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucket, History: history, Storage: jetstream.FileStorage, Replicas: b.opts.Replicas,
 	})
+}
+
+// EphemeralKeyValue opens (creating if needed) an in-memory KV bucket whose
+// keys expire after ttl unless written again: membership heartbeats.
+func (b *Bus) EphemeralKeyValue(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+	return b.keyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucket, TTL: ttl, History: 1, Storage: jetstream.MemoryStorage, Replicas: b.opts.Replicas,
+	})
+}
+
+func (b *Bus) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("key-value bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
 }
@@ -220,15 +247,21 @@ func (b *Bus) Replicas() int { return b.opts.Replicas }
 // Embedded reports whether this bus runs its own in-process server.
 func (b *Bus) Embedded() bool { return b.server != nil }
 
+// Connected reports whether the connection to NATS is up.
+func (b *Bus) Connected() bool { return b.nc != nil && b.nc.IsConnected() }
+
+// MaxPayload is the largest message the server accepts, in bytes.
+func (b *Bus) MaxPayload() int { return int(b.nc.MaxPayload()) }
+
 // Close drains the connection and stops the embedded server, if any.
 func (b *Bus) Close() {
-	if b.NC != nil {
-		_ = b.NC.Drain()
+	if b.nc != nil {
+		_ = b.nc.Drain()
 		deadline := time.Now().Add(5 * time.Second)
-		for !b.NC.IsClosed() && time.Now().Before(deadline) {
+		for !b.nc.IsClosed() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		b.NC.Close()
+		b.nc.Close()
 	}
 	if b.server != nil {
 		b.server.Shutdown()

@@ -35,6 +35,9 @@ func (d *MetricsDecoder) Decode(b []byte, wr *prompb.WriteRequest) error {
 	if err != nil {
 		return fmt.Errorf("snappy: %w", err)
 	}
+	if n > MaxDecodedBatch {
+		return fmt.Errorf("batch of %d bytes decoded exceeds the limit of %d", n, MaxDecodedBatch)
+	}
 	if cap(d.buf) < n {
 		d.buf = make([]byte, n+n/4)
 	}

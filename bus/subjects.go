@@ -8,16 +8,15 @@ import (
 const (
 	KindMetrics = "metrics"
 	KindAlerts  = "alerts"
-	KindEvents  = "events"
 )
 
 // Stream names.
 const (
-	StreamIngest  = "INGEST"
-	StreamMetrics = "METRICS"
-	StreamAlerts  = "ALERTS"
-	StreamEvents  = "EVENTS"
-	StreamOutbox  = "OUTBOX"
+	StreamIngest     = "INGEST"
+	StreamMetrics    = "METRICS"
+	StreamAlerts     = "ALERTS"
+	StreamOutbox     = "OUTBOX"
+	StreamDeadLetter = "DEADLETTER"
 )
 
 // KV buckets.
@@ -70,7 +69,5 @@ func ParseAgencySubject(subject string) (agency, kind string, ok bool) {
 	return parts[1], parts[2], true
 }
 
-// ValidToken reports whether s can be used as one subject token.
-func ValidToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ". *>\t\r\n")
-}
+// AllAgencySubjects is the filter of one kind of every agency.
+func AllAgencySubjects(kind string) string { return "agency.*." + kind }

@@ -6,35 +6,23 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"strings"
+
+	"github.com/samdrift/samdrift/tenancy"
 )
 
-// Role is what a credential is allowed to do.
-type Role string
+// Identity, Role and the roles are tenancy's: the catalogue only maps its
+// credentials to them.
+type (
+	Identity = tenancy.Identity
+	Role     = tenancy.Role
+)
 
 // The roles a credential can have.
 const (
-	RoleAgency Role = "agency" // one agency's own data only
-	RoleOps    Role = "ops"    // the operations center: reads every agency
-	RoleAdmin  Role = "admin"  // onboarding and provisioning; reads every agency
+	RoleAgency = tenancy.RoleAgency
+	RoleOps    = tenancy.RoleOps
+	RoleAdmin  = tenancy.RoleAdmin
 )
-
-// Identity is who a bearer token authenticates.
-type Identity struct {
-	Role       Role
-	Agency     string // set for RoleAgency
-	Credential string // the credential's name, for logs and audit
-	// ReadOnly identities may query but not push or change anything: the
-	// credentials Samdrift derives for Grafana's data sources.
-	ReadOnly bool
-}
-
-// AllAgencies reports whether the identity may read every agency's data.
-func (id Identity) AllAgencies() bool { return id.Role == RoleOps || id.Role == RoleAdmin }
-
-// CanRead reports whether the identity may read the given agency's data.
-func (id Identity) CanRead(agency string) bool {
-	return id.AllAgencies() || (id.Role == RoleAgency && id.Agency == agency)
-}
 
 // Authenticate maps a bearer token to its identity. Only SHA-256 digests of
 // tokens are held, so the lookup compares digests, never the token itself:
@@ -111,3 +99,30 @@ func (c *Catalogue) authenticateGrafana(token string) (Identity, bool) {
 
 // SetGrafanaKey sets the key that verifies derived Grafana credentials.
 func (c *Catalogue) SetGrafanaKey(key []byte) { c.grafanaKey = key }
+
+// Valid reports whether an identity's credential is still in the
+// catalogue (a console session ends when its credential is revoked).
+func (c *Catalogue) Valid(id Identity) bool {
+	if len(id.Credential) > 8 && id.Credential[:8] == "grafana-" {
+		switch {
+		case id.Credential == "grafana-noc":
+			return len(c.grafanaKey) > 0
+		default:
+			return len(c.grafanaKey) > 0 && c.byID[id.Agency] != nil
+		}
+	}
+	cur, ok := c.byCred[id.Credential]
+	if !ok || cur != id {
+		return false
+	}
+	return cur.Role != RoleAgency || c.byID[cur.Agency] != nil
+}
+
+// AgencyIDs lists the catalogue's agency ids, in catalogue order.
+func (c *Catalogue) AgencyIDs() []string {
+	out := make([]string, len(c.Agencies))
+	for i, a := range c.Agencies {
+		out[i] = a.ID
+	}
+	return out
+}

@@ -38,6 +38,8 @@ type Catalogue struct {
 	byCert   map[string]Identity
 	// grafanaKey verifies derived Grafana credentials (nil: none accepted).
 	grafanaKey []byte
+	// defaultLimits are defaults.limits over DefaultLimits.
+	defaultLimits Limits
 }
 
 // Provider describes the IT shared-services provider running Samdrift.
@@ -86,26 +88,53 @@ type LimitsConfig struct {
 	MaxLabelNamesPerSeries *int     `yaml:"max_label_names_per_series"`
 	MaxLabelValueLength    *int     `yaml:"max_label_value_length"`
 	MaxSamplesPerRequest   *int     `yaml:"max_samples_per_request"`
+	// Alerts an agency (or the provider for it) pushes.
+	AlertIngestionRate      *float64 `yaml:"alert_ingestion_rate"`
+	AlertIngestionBurstSize *int     `yaml:"alert_ingestion_burst_size"`
+	MaxAlertsPerRequest     *int     `yaml:"max_alerts_per_request"`
+	// Queries an agency runs through the query API.
+	MaxConcurrentQueries            *int `yaml:"max_concurrent_queries"`
+	MaxOutstandingRequestsPerTenant *int `yaml:"max_outstanding_requests_per_tenant"`
+	MaxFetchedSeriesPerQuery        *int `yaml:"max_fetched_series_per_query"`
+	MaxSamplesPerQuery              *int `yaml:"max_samples_per_query"`
 }
 
 // Limits are the effective limits of one agency.
 type Limits struct {
-	IngestionRate          float64
-	IngestionBurstSize     int
-	MaxGlobalSeriesPerUser int
-	MaxLabelNamesPerSeries int
-	MaxLabelValueLength    int
-	MaxSamplesPerRequest   int
+	IngestionRate           float64
+	IngestionBurstSize      int
+	MaxGlobalSeriesPerUser  int
+	MaxLabelNamesPerSeries  int
+	MaxLabelValueLength     int
+	MaxSamplesPerRequest    int
+	AlertIngestionRate      float64
+	AlertIngestionBurstSize int
+	MaxAlertsPerRequest     int
+	// MaxConcurrentQueries run at once; up to
+	// MaxOutstandingRequestsPerTenant more wait, the rest get 429.
+	MaxConcurrentQueries            int
+	MaxOutstandingRequestsPerTenant int
+	MaxFetchedSeriesPerQuery        int
+	// MaxSamplesPerQuery bounds the samples one query holds in memory at
+	// once (Prometheus's --query.max-samples, per agency).
+	MaxSamplesPerQuery int
 }
 
 // DefaultLimits are used where neither defaults.limits nor the agency sets a value.
 var DefaultLimits = Limits{
-	IngestionRate:          10000,
-	IngestionBurstSize:     200000,
-	MaxGlobalSeriesPerUser: 150000,
-	MaxLabelNamesPerSeries: 30,
-	MaxLabelValueLength:    2048,
-	MaxSamplesPerRequest:   100000,
+	IngestionRate:                   10000,
+	IngestionBurstSize:              200000,
+	MaxGlobalSeriesPerUser:          150000,
+	MaxLabelNamesPerSeries:          30,
+	MaxLabelValueLength:             2048,
+	MaxSamplesPerRequest:            100000,
+	AlertIngestionRate:              200,
+	AlertIngestionBurstSize:         20000,
+	MaxAlertsPerRequest:             10000,
+	MaxConcurrentQueries:            4,
+	MaxOutstandingRequestsPerTenant: 100,
+	MaxFetchedSeriesPerQuery:        500000,
+	MaxSamplesPerQuery:              5000000,
 }
 
 // Agency is one customer agency (a tenant).
@@ -245,6 +274,10 @@ func (c *Catalogue) Location() *time.Location { return c.location }
 
 // Agency returns the agency with the given id, or nil.
 func (c *Catalogue) Agency(id string) *Agency { return c.byID[id] }
+
+// DefaultLimits returns the limits of the catalogue's defaults (what an
+// agency without its own gets; the provider's own pushes are held to them).
+func (c *Catalogue) DefaultLimits() Limits { return c.defaultLimits }
 
 // EffectiveLimits returns the agency's limits after defaults are applied.
 func (a *Agency) EffectiveLimits() Limits { return a.limits }

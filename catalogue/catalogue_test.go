@@ -105,6 +105,9 @@ func TestValidation(t *testing.T) {
 		{"company with control chars", "    phase: build\n", "    phase: build\n    remedy:\n      company: \"BE\\tTA\"\n", "cat.yaml:30: agency \"beta\": remedy.company \"BE\\tTA\" contains control characters"},
 		{"company too long", "    phase: build\n", "    phase: build\n    remedy:\n      company: " + strings.Repeat("B", 255) + "\n", "cat.yaml:30: agency \"beta\": remedy.company is longer than Remedy's 254 characters"},
 		{"not yaml", "roles:", "roles: [", "cat.yaml:3: did not find expected ',' or ']'"},
+		{"a word for a number", "availability: 99.5", "availability: high", "cat.yaml:21: agencies[0].services[0].sla.availability: \"high\" is not a number"},
+		{"a list for a string", "    phase: run\n", "    phase: [run]\n", "cat.yaml:12: agencies[0].phase: a list is not a phase"},
+		{"misindented key", "        tier: high\n", "       tier: high\n", "cat.yaml:19: bad indentation: 7 spaces line up with no block above (did not find expected '-' indicator)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, base, tc.old, "test case does not apply to base")

@@ -103,7 +103,11 @@ func Parse(b []byte, file string) (*Catalogue, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{Problems: []Problem{{File: file, Line: 1, Msg: "catalogue is empty"}}}
 		}
-		return nil, &Error{Problems: []Problem{yamlProblem(file, err)}}
+		pr := yamlProblem(file, err)
+		if line, msg := badIndent(b, pr.Line); line > 0 {
+			pr.Line, pr.Msg = line, msg+" ("+pr.Msg+")"
+		}
+		return nil, &Error{Problems: []Problem{pr}}
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -123,8 +127,11 @@ func Parse(b []byte, file string) (*Catalogue, error) {
 	if err := doc.Decode(c); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
+			keys := keysByLine(doc)
 			for _, e := range te.Errors {
-				v.problems = append(v.problems, yamlProblem(file, errors.New(e)))
+				pr := yamlProblem(file, errors.New(e))
+				pr.Msg = typeProblem(pr.Msg, keys[pr.Line])
+				v.problems = append(v.problems, pr)
 			}
 		} else {
 			v.problems = append(v.problems, yamlProblem(file, err))
@@ -136,6 +143,105 @@ func Parse(b []byte, file string) (*Catalogue, error) {
 		return nil, &Error{Problems: v.problems}
 	}
 	return c, nil
+}
+
+// keysByLine maps each line of a scalar value to the path of its key
+// (agencies[0].services[1].sla.availability).
+func keysByLine(n *yaml.Node) map[int]string {
+	out := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				if _, taken := out[n.Content[i+1].Line]; !taken || n.Content[i+1].Kind == yaml.ScalarNode {
+					out[n.Content[i+1].Line] = p
+				}
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(n, "")
+	return out
+}
+
+var typeErrRe = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.*)$")
+
+// typeProblem words a YAML type error for people, naming the key: "sla.
+// availability: "high" is not a number".
+func typeProblem(msg, key string) string {
+	m := typeErrRe.FindStringSubmatch(msg)
+	if m == nil {
+		if key != "" {
+			return key + ": " + msg
+		}
+		return msg
+	}
+	want := m[3]
+	switch {
+	case strings.HasPrefix(want, "float"):
+		want = "a number"
+	case strings.HasPrefix(want, "int"), strings.HasPrefix(want, "uint"):
+		want = "a whole number"
+	case want == "bool":
+		want = "true or false"
+	case want == "string":
+		want = "a string"
+	case strings.HasPrefix(want, "[]"):
+		want = "a list"
+	case strings.HasPrefix(want, "map"):
+		want = "a mapping (key: value)"
+	case strings.Contains(want, "."):
+		_, name, _ := strings.Cut(want, ".")
+		want = "a " + strings.ToLower(name)
+	}
+	got := fmt.Sprintf("%q", m[2])
+	if m[1] == "seq" {
+		got = "a list"
+	} else if m[1] == "map" {
+		got = "a mapping"
+	}
+	if key == "" {
+		return fmt.Sprintf("%s is not %s", got, want)
+	}
+	return fmt.Sprintf("%s: %s is not %s", key, got, want)
+}
+
+// badIndent finds, from the line a YAML syntax error was reported at, the
+// first line that steps back out to an indentation no enclosing block has —
+// where a misindented key really is (the parser reports where its block
+// began).
+func badIndent(b []byte, from int) (int, string) {
+	var levels []int // indentation of the enclosing blocks
+	prev := -1
+	for i, line := range strings.Split(string(b), "\n") {
+		t := strings.TrimLeft(line, " ")
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		ind := len(line) - len(t)
+		switch {
+		case ind > prev:
+			levels = append(levels, ind)
+		case ind < prev:
+			for len(levels) > 0 && levels[len(levels)-1] > ind {
+				levels = levels[:len(levels)-1]
+			}
+			if (len(levels) == 0 || levels[len(levels)-1] != ind) && i+1 >= from {
+				return i + 1, fmt.Sprintf("bad indentation: %d spaces line up with no block above", ind)
+			}
+		}
+		prev = ind
+	}
+	return 0, ""
 }
 
 var yamlLineRe = regexp.MustCompile(`^(?:yaml: )?(?:unmarshal errors:\s*)?line (\d+): (.*)$`)

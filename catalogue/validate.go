@@ -25,7 +25,7 @@ var (
 	phases       = []Phase{PhasePlan, PhaseBuild, PhaseRun}
 	backends     = []string{"builtin", "remedy"}
 	schemes      = []string{"http", "https"}
-	reservedLbls = []string{"agency", "service"}
+	reservedLbls = []string{"agency", "service", "samdrift_origin"}
 	priorities   = []string{"Critical", "High", "Medium", "Low"}
 	notifyEvents = []string{"opened", "updated", "escalated", "resolved", "reopened", "flapping", "delivery_failed"}
 )
@@ -115,6 +115,7 @@ func (v *validator) validate(c *Catalogue) {
 		v.errorf([]any{"defaults", "scrape_timeout"}, "scrape_timeout %s is longer than scrape_interval %s", d.ScrapeTimeout, d.ScrapeInterval)
 	}
 	defLimits := v.limits([]any{"defaults", "limits"}, d.Limits, DefaultLimits)
+	c.defaultLimits = defLimits
 
 	switch c.Ticketing.Backend {
 	case "":
@@ -266,11 +267,21 @@ func (v *validator) validate(c *Catalogue) {
 
 func (v *validator) limits(path []any, lc LimitsConfig, base Limits) Limits {
 	l := base
-	if lc.IngestionRate != nil {
-		if *lc.IngestionRate <= 0 {
-			v.errorf(at(path, "ingestion_rate"), "ingestion_rate must be positive, got %v", *lc.IngestionRate)
+	for _, f := range []struct {
+		name string
+		val  *float64
+		dst  *float64
+	}{
+		{"ingestion_rate", lc.IngestionRate, &l.IngestionRate},
+		{"alert_ingestion_rate", lc.AlertIngestionRate, &l.AlertIngestionRate},
+	} {
+		if f.val == nil {
+			continue
 		}
-		l.IngestionRate = *lc.IngestionRate
+		if *f.val <= 0 {
+			v.errorf(at(path, f.name), "%s must be positive, got %v", f.name, *f.val)
+		}
+		*f.dst = *f.val
 	}
 	ints := []struct {
 		name string
@@ -282,6 +293,12 @@ func (v *validator) limits(path []any, lc LimitsConfig, base Limits) Limits {
 		{"max_label_names_per_series", lc.MaxLabelNamesPerSeries, &l.MaxLabelNamesPerSeries},
 		{"max_label_value_length", lc.MaxLabelValueLength, &l.MaxLabelValueLength},
 		{"max_samples_per_request", lc.MaxSamplesPerRequest, &l.MaxSamplesPerRequest},
+		{"alert_ingestion_burst_size", lc.AlertIngestionBurstSize, &l.AlertIngestionBurstSize},
+		{"max_alerts_per_request", lc.MaxAlertsPerRequest, &l.MaxAlertsPerRequest},
+		{"max_concurrent_queries", lc.MaxConcurrentQueries, &l.MaxConcurrentQueries},
+		{"max_outstanding_requests_per_tenant", lc.MaxOutstandingRequestsPerTenant, &l.MaxOutstandingRequestsPerTenant},
+		{"max_fetched_series_per_query", lc.MaxFetchedSeriesPerQuery, &l.MaxFetchedSeriesPerQuery},
+		{"max_samples_per_query", lc.MaxSamplesPerQuery, &l.MaxSamplesPerQuery},
 	}
 	for _, f := range ints {
 		if f.val == nil {

@@ -5,23 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/samdrift/samdrift/bus"
-	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/router"
+	"github.com/samdrift/samdrift/tenancy"
 )
-
-// MaxAlertsPerRequest bounds one webhook request.
-const MaxAlertsPerRequest = 10000
 
 // Webhook is an Alertmanager webhook payload (version 4).
 type Webhook struct {
@@ -50,7 +45,7 @@ type WebhookAlert struct {
 
 // DecodeWebhook parses and checks an Alertmanager webhook payload. The
 // error carries the HTTP status for the sender.
-func DecodeWebhook(contentType string, body []byte, now time.Time) ([]bus.Alert, *httpError) {
+func DecodeWebhook(contentType string, body []byte, now time.Time, maxAlerts int) ([]bus.Alert, *httpError) {
 	if contentType != "" {
 		if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/json" {
 			return nil, errorf(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: Alertmanager webhooks are application/json", contentType)
@@ -66,8 +61,8 @@ func DecodeWebhook(contentType string, body []byte, now time.Time) ([]bus.Alert,
 	if len(wh.Alerts) == 0 {
 		return nil, errorf(http.StatusBadRequest, "webhook payload without alerts")
 	}
-	if len(wh.Alerts) > MaxAlertsPerRequest {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "webhook payload has %d alerts, more than %d", len(wh.Alerts), MaxAlertsPerRequest)
+	if len(wh.Alerts) > maxAlerts {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "webhook payload has %d alerts, more than max_alerts_per_request (%d)", len(wh.Alerts), maxAlerts)
 	}
 	out := make([]bus.Alert, 0, len(wh.Alerts))
 	for i, a := range wh.Alerts {
@@ -76,7 +71,7 @@ func DecodeWebhook(contentType string, body []byte, now time.Time) ([]bus.Alert,
 			return nil, errorf(http.StatusBadRequest, "alert %d has no alertname label", i)
 		case a.StartsAt.IsZero():
 			return nil, errorf(http.StatusBadRequest, "alert %d (%s) has no startsAt", i, a.Labels["alertname"])
-		case a.StartsAt.After(now.Add(MaxSampleAhead)):
+		case a.StartsAt.After(now.Add(router.MaxSampleAhead)):
 			return nil, errorf(http.StatusBadRequest, "alert %d (%s) starts in the future: %s", i, a.Labels["alertname"], a.StartsAt.Format(time.RFC3339))
 		case a.Status != "firing" && a.Status != "resolved":
 			return nil, errorf(http.StatusBadRequest, "alert %d (%s) has status %q: want firing or resolved", i, a.Labels["alertname"], a.Status)
@@ -103,11 +98,12 @@ func DecodeWebhook(contentType string, body []byte, now time.Time) ([]bus.Alert,
 // receiver. An agency credential posts its own agency's alerts; the
 // provider's Alertmanager posts with an ops credential, and each alert's
 // agency label must name a catalogue agency. The answer is 2xx only once the
-// alerts are stored in JetStream; 5xx (never 4xx) for trouble that a retry
-// can fix, so that Alertmanager retries.
+// alerts are stored in JetStream; 429 when an agency is over its
+// alert_ingestion_rate; 5xx (never 4xx) for trouble that a retry can fix,
+// so that Alertmanager retries.
 func (p *Push) Alerts() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := catalogue.FromContext(r.Context())
+		id, ok := tenancy.FromContext(r.Context())
 		if !ok {
 			writeError(w, errorf(http.StatusUnauthorized, "a valid bearer token is required"))
 			return
@@ -117,28 +113,30 @@ func (p *Push) Alerts() http.Handler {
 			return
 		}
 		cat := p.opts.Catalogue.Get()
-		if id.Role == catalogue.RoleAgency {
+		lim := cat.DefaultLimits()
+		if id.Role == tenancy.RoleAgency {
 			a := cat.Agency(id.Agency)
 			if a == nil || !a.Phase.AcceptsData() {
 				writeError(w, errorf(http.StatusForbidden, "agency %q accepts no alerts (phase plan)", id.Agency))
 				return
 			}
+			lim = a.EffectiveLimits()
 		}
 		body, herr := p.readBody(w, r)
 		if herr != nil {
 			writeError(w, herr)
 			return
 		}
-		alerts, herr := DecodeWebhook(r.Header.Get("Content-Type"), body, p.opts.Now())
+		alerts, herr := DecodeWebhook(r.Header.Get("Content-Type"), body, p.opts.Now(), lim.MaxAlertsPerRequest)
 		if herr != nil {
 			writeError(w, herr)
 			return
 		}
 		if id.AllAgencies() {
 			for i, a := range alerts {
-				ag := cat.Agency(a.Labels["agency"])
+				ag := cat.Agency(a.Labels[tenancy.Label])
 				if ag == nil {
-					writeError(w, errorf(http.StatusBadRequest, "alert %d (%s): a provider credential's alerts need an agency label naming a catalogue agency, got %q", i, a.Labels["alertname"], a.Labels["agency"]))
+					writeError(w, errorf(http.StatusBadRequest, "alert %d (%s): a provider credential's alerts need an agency label naming a catalogue agency, got %q", i, a.Labels["alertname"], a.Labels[tenancy.Label]))
 					return
 				}
 			}
@@ -154,20 +152,27 @@ func (p *Push) Alerts() http.Handler {
 func (p *Push) publishAlerts(ctx context.Context, cred string, raw []byte, alerts []bus.Alert) *httpError {
 	ctx, span := p.tracer.Start(ctx, "collector.alerts", trace.WithAttributes(attribute.Int("alerts", len(alerts))))
 	defer span.End()
-	data, err := json.Marshal(alerts)
-	if err != nil {
-		return errorf(http.StatusInternalServerError, "encode alerts: %v", err)
-	}
-	msg := &nats.Msg{Subject: bus.IngestSubject(bus.KindAlerts, bus.SourcePush, cred), Data: data, Header: nats.Header{}}
-	bus.InjectTrace(ctx, msg)
 	// The same payload posted twice by one sender is stored once.
 	sum := sha256.Sum256(append([]byte(cred+"\x00"), raw...))
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	if _, err := p.opts.Bus.JS.PublishMsg(pctx, msg, jetstream.WithMsgID("alerts-"+hex.EncodeToString(sum[:16]))); err != nil {
-		p.metrics.requests.WithLabelValues("alertmanager", "503").Inc()
-		return &httpError{status: http.StatusServiceUnavailable, retryAfter: time.Second, msg: fmt.Sprintf("alerts not stored, message bus unavailable: %v", err)}
+	id := "alerts-" + hex.EncodeToString(sum[:16])
+	var v bus.Verdict
+	if p.opts.Router != nil {
+		v = p.opts.Router.IngestAlerts(ctx, cred, id, alerts)
+	} else {
+		data, err := json.Marshal(alerts)
+		if err != nil {
+			return errorf(http.StatusInternalServerError, "encode alerts: %v", err)
+		}
+		var herr *httpError
+		v, herr = p.awaitVerdicts(ctx, bus.IngestSubject(bus.KindAlerts, bus.SourcePush, cred), [][]byte{data}, id, len(alerts))
+		if herr != nil {
+			p.metrics.requests.WithLabelValues("alertmanager", strconv.Itoa(herr.Code)).Inc()
+			return herr
+		}
 	}
-	p.metrics.requests.WithLabelValues("alertmanager", strconv.Itoa(http.StatusOK)).Inc()
+	p.metrics.requests.WithLabelValues("alertmanager", strconv.Itoa(v.Status)).Inc()
+	if v.Status != http.StatusOK {
+		return &httpError{Code: v.Status, Msg: v.Message, RetryAfter: v.RetryAfter}
+	}
 	return nil
 }

@@ -72,7 +72,7 @@ func TestDecodeRemoteWrite2(t *testing.T) {
 
 	// A body whose decompressed size is over the limit is refused before decoding.
 	_, _, herr = DecodeRemoteWrite("application/x-protobuf", "snappy", rw1Seed(t), 10)
-	require.Equal(t, http.StatusRequestEntityTooLarge, herr.status)
+	require.Equal(t, http.StatusRequestEntityTooLarge, herr.Code)
 }
 
 func TestDecodeOTLP(t *testing.T) {
@@ -104,8 +104,8 @@ func FuzzDecodeRemoteWrite(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ctype, enc string, body []byte) {
 		wr, _, herr := DecodeRemoteWrite(ctype, enc, body, 1<<20)
 		if herr != nil {
-			require.GreaterOrEqual(t, herr.status, 400)
-			require.Less(t, herr.status, 500)
+			require.GreaterOrEqual(t, herr.Code, 400)
+			require.Less(t, herr.Code, 500)
 			return
 		}
 		_, err := wr.Marshal()
@@ -122,8 +122,8 @@ func FuzzDecodeOTLP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ctype, enc string, body []byte) {
 		wr, _, herr := DecodeOTLP(ctype, enc, body, 1<<20)
 		if herr != nil {
-			require.GreaterOrEqual(t, herr.status, 400)
-			require.Less(t, herr.status, 500)
+			require.GreaterOrEqual(t, herr.Code, 400)
+			require.Less(t, herr.Code, 500)
 			return
 		}
 		_, err := wr.Marshal()
@@ -172,10 +172,10 @@ func FuzzDecodeWebhook(f *testing.F) {
 	f.Add("", []byte(`{"version":"3"}`))
 	f.Add("text/plain", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
-		alerts, herr := DecodeWebhook(ctype, body, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+		alerts, herr := DecodeWebhook(ctype, body, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), 10000)
 		if herr != nil {
-			require.GreaterOrEqual(t, herr.status, 400)
-			require.Less(t, herr.status, 500)
+			require.GreaterOrEqual(t, herr.Code, 400)
+			require.Less(t, herr.Code, 500)
 			return
 		}
 		require.NotEmpty(t, alerts)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // maxProbeBody bounds how much of an HTTP probe's response body is read.
@@ -189,7 +190,7 @@ func (p *Prober) runOnce(ctx context.Context, s ProbeSpec) {
 	bus.InjectTrace(ctx, msg)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := p.opts.Bus.JS.PublishMsg(pctx, msg); err != nil {
+	if _, err := p.opts.Bus.Publish(pctx, msg, ""); err != nil {
 		p.metrics.publishFailures.Inc()
 		p.logger.Warn("probe result not published", "agency", s.Agency, "service", s.Service, "err", err)
 		return
@@ -211,7 +212,10 @@ type Result struct {
 // Series returns the result as blackbox-exporter series at time t.
 func (r Result) Series(t time.Time) []prompb.TimeSeries {
 	ts := t.UnixMilli()
-	base := []prompb.Label{{Name: "instance", Value: r.Target}, {Name: "job", Value: "probe"}, {Name: "prober", Value: r.Prober}}
+	// The origin label marks the provider's own measurement: the SLA is
+	// computed from it alone (an agency cannot send it; see tenancy).
+	base := []prompb.Label{{Name: "instance", Value: r.Target}, {Name: "job", Value: "probe"}, {Name: "prober", Value: r.Prober},
+		{Name: tenancy.OriginLabel, Value: tenancy.OriginProbe}}
 	mk := func(name string, v float64, extra ...prompb.Label) prompb.TimeSeries {
 		ls := append([]prompb.Label{{Name: "__name__", Value: name}}, base...)
 		ls = append(ls, extra...)

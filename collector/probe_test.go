@@ -212,7 +212,7 @@ agencies:
 	b := openBus(t)
 	var mu sync.Mutex
 	success := map[string][]float64{}
-	sub, err := b.NC.Subscribe("ingest.metrics.probe.>", func(m *nats.Msg) {
+	sub, err := b.Subscribe("ingest.metrics.probe.>", func(m *nats.Msg) {
 		var wr prompb.WriteRequest
 		require.NoError(t, bus.DecodeMetrics(m.Data, &wr))
 		for _, s := range wr.Timeseries {

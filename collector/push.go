@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,16 +23,15 @@ import (
 
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/internal/httpapi"
+	"github.com/samdrift/samdrift/router"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // Defaults of the push receivers.
 const (
 	DefaultMaxBodyBytes   = 32 << 20
 	DefaultVerdictTimeout = 10 * time.Second
-	// MaxSampleAge and MaxSampleAhead bound sample timestamps: older
-	// samples could no longer be stored, newer ones are clock errors.
-	MaxSampleAge   = time.Hour
-	MaxSampleAhead = 10 * time.Minute
 	// publishTimeout bounds the wait for JetStream to store a batch; past
 	// it the sender gets 503 and retries.
 	publishTimeout = 5 * time.Second
@@ -47,10 +44,11 @@ type PushOptions struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Tracer     trace.TracerProvider
-	// Admit, if set, is asked before publishing whether the agency's rate
-	// limit has room (the router's, when it runs in this process), so that a
-	// flood is shed before it reaches the bus.
-	Admit func(a *catalogue.Agency, samples int) (bool, time.Duration)
+	// Router, if set, routes pushes in this process: a batch is labelled,
+	// limited and stored on its agency's subject before its sender's 2xx
+	// (one bus hop). Without it, batches go to INGEST for the routers of
+	// other processes, and the sender waits for their verdict.
+	Router *router.Router
 	// MaxBodyBytes bounds a request body, compressed and decompressed.
 	MaxBodyBytes int64
 	// VerdictTimeout is how long a receiver waits for the router's verdict
@@ -68,7 +66,7 @@ type Push struct {
 	metrics *pushMetrics
 
 	inbox string
-	sub   *nats.Subscription
+	sub   bus.Subscription
 	seq   atomic.Uint64
 	mu    sync.Mutex
 	wait  map[string]chan bus.Verdict
@@ -102,7 +100,7 @@ func NewPush(o PushOptions) (*Push, error) {
 		inbox:   bus.VerdictPrefix + nuid.Next(),
 		wait:    map[string]chan bus.Verdict{},
 	}
-	sub, err := o.Bus.NC.Subscribe(p.inbox+".*", p.onVerdict)
+	sub, err := o.Bus.Subscribe(p.inbox+".*", p.onVerdict)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe verdicts: %w", err)
 	}
@@ -128,36 +126,21 @@ func (p *Push) onVerdict(m *nats.Msg) {
 }
 
 // httpError is a response for the sender.
-type httpError struct {
-	status     int
-	msg        string
-	retryAfter time.Duration
-}
-
-func (e *httpError) Error() string { return e.msg }
+type httpError = httpapi.Status
 
 func errorf(status int, format string, args ...any) *httpError {
-	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+	return httpapi.Statusf(status, format, args...)
 }
 
-func writeError(w http.ResponseWriter, e *httpError) {
-	if e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable {
-		secs := int(math.Ceil(e.retryAfter.Seconds()))
-		if secs < 1 {
-			secs = 1
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-	}
-	http.Error(w, e.msg, e.status)
-}
+func writeError(w http.ResponseWriter, e *httpError) { httpapi.WriteStatus(w, e) }
 
 // agencyOf returns the agency a push credential belongs to.
-func (p *Push) agencyOf(r *http.Request) (*catalogue.Agency, catalogue.Identity, *httpError) {
-	id, ok := catalogue.FromContext(r.Context())
+func (p *Push) agencyOf(r *http.Request) (*catalogue.Agency, tenancy.Identity, *httpError) {
+	id, ok := tenancy.FromContext(r.Context())
 	if !ok {
 		return nil, id, errorf(http.StatusUnauthorized, "a valid bearer token is required")
 	}
-	if id.Role != catalogue.RoleAgency || id.ReadOnly {
+	if id.Role != tenancy.RoleAgency || id.ReadOnly {
 		return nil, id, errorf(http.StatusForbidden, "pushing data needs an agency credential; %q is a %s credential", id.Credential, readOnlyRole(id))
 	}
 	a := p.opts.Catalogue.Get().Agency(id.Agency)
@@ -175,15 +158,15 @@ func (p *Push) agencyOf(r *http.Request) (*catalogue.Agency, catalogue.Identity,
 	if until, ok := p.backoff.Load(a.ID); ok {
 		after = time.Until(until.(time.Time))
 	}
-	if after <= 0 && p.opts.Admit != nil {
-		if ok, d := p.opts.Admit(a, 1); !ok {
+	if after <= 0 && p.opts.Router != nil {
+		if ok, d := p.opts.Router.Admit(a, 1); !ok {
 			after = max(d, time.Millisecond)
 		}
 	}
 	if after > 0 {
 		p.metrics.shedEarly.WithLabelValues(a.ID).Inc()
-		return nil, id, &httpError{status: http.StatusTooManyRequests, retryAfter: after,
-			msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, a.EffectiveLimits().IngestionRate)}
+		return nil, id, &httpError{Code: http.StatusTooManyRequests, RetryAfter: after,
+			Msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, a.EffectiveLimits().IngestionRate)}
 	}
 	return a, id, nil
 }
@@ -215,142 +198,169 @@ func (p *Push) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpEr
 	return p.readBodyInto(w, r, &buf)
 }
 
-// ingest checks a decoded batch, publishes it durably and waits for the
-// router's verdict. It returns the number of samples the router accepted.
+// ingest checks a decoded batch, stores it durably and returns the number
+// of samples accepted.
 func (p *Push) ingest(ctx context.Context, a *catalogue.Agency, cred, protocol string, wr *prompb.WriteRequest) (int, *httpError) {
 	return p.ingestRaw(ctx, a, cred, protocol, wr, nil)
 }
 
 // ingestRaw is ingest with the batch already in the bus's encoding (a
-// remote write 1.0 body), published as it is.
+// remote write 1.0 body), forwarded as it is where it fits.
+//
+// The batch is validated here, at the door (router.Validator, strict): a
+// sender learns at once, with a 4xx naming the series or limit, what can
+// never be stored. What passes is answered 2xx only once it is durable:
+// routed in this process (Router), or stored on INGEST and routed by a
+// router elsewhere, whose verdict the sender waits for.
 func (p *Push) ingestRaw(ctx context.Context, a *catalogue.Agency, cred, protocol string, wr *prompb.WriteRequest, encoded []byte) (int, *httpError) {
 	ctx, span := p.tracer.Start(ctx, "collector.push",
 		trace.WithAttributes(attribute.String("agency", a.ID), attribute.String("protocol", protocol)))
 	defer span.End()
 	fail := func(e *httpError) (int, *httpError) {
-		p.metrics.requests.WithLabelValues(protocol, strconv.Itoa(e.status)).Inc()
-		span.SetStatus(codes.Error, e.msg)
+		p.metrics.requests.WithLabelValues(protocol, strconv.Itoa(e.Code)).Inc()
+		span.SetStatus(codes.Error, e.Msg)
 		return 0, e
 	}
-	lim := a.EffectiveLimits()
+	if herr := router.CheckPush(a, wr, p.opts.Now); herr != nil {
+		return fail(herr)
+	}
 	n := 0
-	now := p.opts.Now()
-	oldest, newest := now.Add(-MaxSampleAge).UnixMilli(), now.Add(MaxSampleAhead).UnixMilli()
 	for i := range wr.Timeseries {
-		ts := &wr.Timeseries[i]
-		n += len(ts.Samples) + len(ts.Histograms)
-		prev := int64(math.MinInt64)
-		for _, s := range ts.Samples {
-			if e := checkTimestamp(s.Timestamp, prev, oldest, newest, ts); e != nil {
-				return fail(e)
-			}
-			prev = s.Timestamp
-		}
-		prev = math.MinInt64
-		for _, h := range ts.Histograms {
-			if e := checkTimestamp(h.Timestamp, prev, oldest, newest, ts); e != nil {
-				return fail(e)
-			}
-			prev = h.Timestamp
-		}
+		n += len(wr.Timeseries[i].Samples) + len(wr.Timeseries[i].Histograms)
 	}
 	span.SetAttributes(attribute.Int("samples", n))
 	if n == 0 {
 		p.metrics.requests.WithLabelValues(protocol, "200").Inc()
 		return 0, nil
 	}
-	if n > lim.MaxSamplesPerRequest {
-		return fail(errorf(http.StatusBadRequest, "request has %d samples, more than max_samples_per_request (%d)", n, lim.MaxSamplesPerRequest))
-	}
-	if n > lim.IngestionBurstSize {
-		return fail(errorf(http.StatusBadRequest, "request has %d samples, more than ingestion_burst_size (%d) allows at once", n, lim.IngestionBurstSize))
-	}
-	if p.opts.Admit != nil {
-		if ok, after := p.opts.Admit(a, n); !ok {
+	var v bus.Verdict
+	if p.opts.Router != nil {
+		if ok, after := p.opts.Router.Admit(a, n); !ok {
 			p.backoff.Store(a.ID, time.Now().Add(after))
 			p.metrics.shed.WithLabelValues(a.ID).Add(float64(n))
-			return fail(&httpError{status: http.StatusTooManyRequests, retryAfter: after,
-				msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, lim.IngestionRate)})
+			return fail(&httpError{Code: http.StatusTooManyRequests, RetryAfter: after,
+				Msg: fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s: retry later", a.ID, a.EffectiveLimits().IngestionRate)})
+		}
+		v = p.opts.Router.IngestMetrics(ctx, cred, wr)
+	} else {
+		var herr *httpError
+		if v, herr = p.viaIngest(ctx, a, cred, wr, encoded, n); herr != nil {
+			return fail(herr)
 		}
 	}
-	data := encoded
-	if data == nil {
-		var err error
-		if data, err = bus.EncodeMetrics(wr); err != nil {
-			return fail(errorf(http.StatusInternalServerError, "encode batch: %v", err))
+	switch v.Status {
+	case http.StatusOK:
+		p.metrics.requests.WithLabelValues(protocol, "200").Inc()
+		return v.Accepted, nil
+	case http.StatusTooManyRequests:
+		p.backoff.Store(a.ID, time.Now().Add(v.RetryAfter))
+		return fail(&httpError{Code: v.Status, Msg: v.Message, RetryAfter: v.RetryAfter})
+	default:
+		return fail(&httpError{Code: v.Status, Msg: v.Message, RetryAfter: v.RetryAfter})
+	}
+}
+
+// viaIngest stores a batch on INGEST for the routers of other processes —
+// split into parts that fit the bus if need be — and waits for their
+// verdicts. Past VerdictTimeout the batch is durable and will be routed, so
+// the sender gets 2xx.
+func (p *Push) viaIngest(ctx context.Context, a *catalogue.Agency, cred string, wr *prompb.WriteRequest, encoded []byte, n int) (bus.Verdict, *httpError) {
+	parts, err := p.ingestParts(wr, encoded)
+	if err != nil {
+		return bus.Verdict{}, errorf(http.StatusRequestEntityTooLarge, "%v", err)
+	}
+	return p.awaitVerdicts(ctx, bus.IngestSubject(bus.KindMetrics, bus.SourcePush, cred), parts, "", n)
+}
+
+// awaitVerdicts stores parts on an INGEST subject, each asking the router
+// for its verdict, and waits for them; past VerdictTimeout the parts are
+// durable and will be routed, so the sender gets 2xx. A non-empty msgID
+// makes the parts' de-duplication ids.
+func (p *Push) awaitVerdicts(ctx context.Context, subject string, parts [][]byte, msgID string, n int) (bus.Verdict, *httpError) {
+	type waiting struct {
+		reply string
+		ch    chan bus.Verdict
+	}
+	ws := make([]waiting, len(parts))
+	msgs := make([]*nats.Msg, len(parts))
+	for i, data := range parts {
+		ws[i] = waiting{reply: p.inbox + "." + strconv.FormatUint(p.seq.Add(1), 36), ch: make(chan bus.Verdict, 1)}
+		p.mu.Lock()
+		p.wait[ws[i].reply] = ws[i].ch
+		p.mu.Unlock()
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		msg.Header.Set(bus.HeaderVerdict, ws[i].reply)
+		bus.InjectTrace(ctx, msg)
+		msgs[i] = msg
+	}
+	var ids []string
+	if msgID != "" {
+		for i := range parts {
+			ids = append(ids, msgID+"-"+strconv.Itoa(i))
 		}
 	}
-	reply := p.inbox + "." + strconv.FormatUint(p.seq.Add(1), 36)
-	ch := make(chan bus.Verdict, 1)
-	p.mu.Lock()
-	p.wait[reply] = ch
-	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		delete(p.wait, reply)
+		for _, w := range ws {
+			delete(p.wait, w.reply)
+		}
 		p.mu.Unlock()
 	}()
-	msg := &nats.Msg{Subject: bus.IngestSubject(bus.KindMetrics, bus.SourcePush, cred), Data: data, Header: nats.Header{}}
-	msg.Header.Set(bus.HeaderVerdict, reply)
-	bus.InjectTrace(ctx, msg)
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	_, err := p.opts.Bus.JS.PublishMsg(pctx, msg)
+	err := p.opts.Bus.PublishAll(pctx, msgs, ids)
 	cancel()
 	if err != nil {
-		p.logger.Warn("push not stored: bus unavailable", "agency", a.ID, "err", err)
-		return fail(&httpError{status: http.StatusServiceUnavailable, retryAfter: time.Second, msg: "samdrift cannot store the batch right now (message bus unavailable); retry"})
+		p.logger.Warn("push not stored: bus unavailable", "subject", subject, "err", err)
+		return bus.Verdict{}, &httpError{Code: http.StatusServiceUnavailable, RetryAfter: time.Second, Msg: "samdrift cannot store the batch right now (message bus unavailable); retry"}
 	}
 	// Durable from here on.
 	t := time.NewTimer(p.opts.VerdictTimeout)
 	defer t.Stop()
-	select {
-	case v := <-ch:
-		switch v.Status {
-		case http.StatusOK:
-			p.metrics.requests.WithLabelValues(protocol, "200").Inc()
-			return v.Accepted, nil
-		case http.StatusTooManyRequests:
-			p.backoff.Store(a.ID, time.Now().Add(v.RetryAfter))
-			return fail(&httpError{status: v.Status, msg: v.Message, retryAfter: v.RetryAfter})
-		default:
-			return fail(&httpError{status: v.Status, msg: v.Message})
+	total := bus.Verdict{Status: http.StatusOK}
+	for _, w := range ws {
+		select {
+		case v := <-w.ch:
+			total.Accepted += v.Accepted
+			if v.Status > total.Status {
+				total.Status, total.Message, total.RetryAfter = v.Status, v.Message, v.RetryAfter
+			}
+		case <-t.C:
+			p.metrics.verdictTimeouts.Inc()
+			return bus.Verdict{Status: http.StatusOK, Accepted: n}, nil
+		case <-ctx.Done():
+			return bus.Verdict{}, errorf(http.StatusServiceUnavailable, "request cancelled")
 		}
-	case <-t.C:
-		p.metrics.verdictTimeouts.Inc()
-		p.metrics.requests.WithLabelValues(protocol, "200").Inc()
-		return n, nil
-	case <-ctx.Done():
-		return fail(errorf(http.StatusServiceUnavailable, "request cancelled"))
 	}
+	return total, nil
 }
 
-func checkTimestamp(t, prev, oldest, newest int64, ts *prompb.TimeSeries) *httpError {
-	switch {
-	case t < oldest:
-		return errorf(http.StatusBadRequest, "sample for series %s is too old: timestamp %s is more than %s ago", seriesString(ts), time.UnixMilli(t).UTC().Format(time.RFC3339), MaxSampleAge)
-	case t > newest:
-		return errorf(http.StatusBadRequest, "sample for series %s is too far in the future: timestamp %s", seriesString(ts), time.UnixMilli(t).UTC().Format(time.RFC3339))
-	case t < prev:
-		return errorf(http.StatusBadRequest, "samples for series %s are out of order: %d after %d", seriesString(ts), t, prev)
+// ingestParts returns the batch in the bus's encoding, split into parts the
+// bus takes (the sender's own body when it fits).
+func (p *Push) ingestParts(wr *prompb.WriteRequest, encoded []byte) ([][]byte, error) {
+	limit := p.opts.Bus.MaxPayload() - 16<<10
+	if encoded != nil && len(encoded) <= limit {
+		return [][]byte{encoded}, nil
 	}
-	return nil
-}
-
-func seriesString(ts *prompb.TimeSeries) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, l := range ts.Labels {
-		if i > 0 {
-			b.WriteString(", ")
+	var out [][]byte
+	var split func(ts []prompb.TimeSeries) error
+	split = func(ts []prompb.TimeSeries) error {
+		data, err := bus.EncodeMetrics(&prompb.WriteRequest{Timeseries: ts})
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(&b, "%s=%q", l.Name, l.Value)
-		if b.Len() > 200 {
-			b.WriteString(", …")
-			break
+		if len(data) <= limit {
+			out = append(out, data)
+			return nil
 		}
+		if len(ts) == 1 {
+			return fmt.Errorf("one series of the request is larger than the bus allows (%d bytes)", limit)
+		}
+		if err := split(ts[:len(ts)/2]); err != nil {
+			return err
+		}
+		return split(ts[len(ts)/2:])
 	}
-	b.WriteByte('}')
-	return b.String()
+	return out, split(wr.Timeseries)
 }
 
 type pushMetrics struct {
@@ -385,7 +395,7 @@ func newPushMetrics(reg prometheus.Registerer) *pushMetrics {
 	return m
 }
 
-func readOnlyRole(id catalogue.Identity) string {
+func readOnlyRole(id tenancy.Identity) string {
 	if id.ReadOnly {
 		return "read-only " + string(id.Role)
 	}

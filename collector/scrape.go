@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // sourceLabel carries a target's bus source through the scrape manager. Labels
@@ -218,10 +221,73 @@ func (a *appender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v f
 	return storage.SeriesRef(ls.Hash() | 1), nil
 }
 
+// reportNames are the series a Prometheus scrape loop appends after a
+// target's own, in this order: the health of the scrape (five, or eight
+// with extra scrape metrics).
+var reportNames = []string{"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+	"scrape_series_added", "scrape_timeout_seconds", "scrape_sample_limit", "scrape_body_size_bytes"}
+
+// markOrigin sets the origin label on the scrape's own report series (the
+// provider's measurement of the target's health) and moves a target's own
+// origin label, on what it exposed, to exported_samdrift_origin: a target
+// cannot pass its series off as the provider's.
+func markOrigin(series []prompb.TimeSeries) {
+	report := len(series)
+	for _, n := range []int{8, 5} {
+		if len(series) < n {
+			continue
+		}
+		ok := true
+		for j := range n {
+			ok = ok && metricName(series[len(series)-n+j].Labels) == reportNames[j]
+		}
+		if ok {
+			report = len(series) - n
+			break
+		}
+	}
+	for i := range series {
+		ls := series[i].Labels
+		if j, found := findLabel(ls, tenancy.OriginLabel); found {
+			v := ls[j].Value
+			ls = slices.Delete(ls, j, j+1)
+			name := "exported_" + tenancy.OriginLabel
+			for {
+				if _, taken := findLabel(ls, name); !taken {
+					break
+				}
+				name = "exported_" + name
+			}
+			ls = insertLabel(ls, prompb.Label{Name: name, Value: v})
+		}
+		if i >= report {
+			ls = insertLabel(ls, prompb.Label{Name: tenancy.OriginLabel, Value: tenancy.OriginScrape})
+		}
+		series[i].Labels = ls
+	}
+}
+
+func metricName(ls []prompb.Label) string {
+	if i, ok := findLabel(ls, "__name__"); ok {
+		return ls[i].Value
+	}
+	return ""
+}
+
+func findLabel(ls []prompb.Label, name string) (int, bool) {
+	return slices.BinarySearchFunc(ls, name, func(l prompb.Label, n string) int { return strings.Compare(l.Name, n) })
+}
+
+func insertLabel(ls []prompb.Label, l prompb.Label) []prompb.Label {
+	i, _ := findLabel(ls, l.Name)
+	return slices.Insert(ls, i, l)
+}
+
 func (a *appender) Commit() error {
 	if len(a.series) == 0 {
 		return nil
 	}
+	markOrigin(a.series)
 	if a.source == "" {
 		return fmt.Errorf("scrape target without source")
 	}
@@ -238,7 +304,7 @@ func (a *appender) Commit() error {
 		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 		bus.InjectTrace(ctx, msg)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = a.s.opts.Bus.JS.PublishMsg(pctx, msg)
+		_, err = a.s.opts.Bus.Publish(pctx, msg, "")
 		cancel()
 		if err != nil {
 			a.s.metrics.publishFailures.Inc()

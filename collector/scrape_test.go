@@ -88,7 +88,7 @@ agencies:
 	var mu sync.Mutex
 	seen := map[string]map[string]float64{} // subject -> metric name -> value
 	jobs := map[string]string{}
-	sub, err := b.NC.Subscribe("ingest.metrics.>", func(m *nats.Msg) {
+	sub, err := b.Subscribe("ingest.metrics.>", func(m *nats.Msg) {
 		var wr prompb.WriteRequest
 		require.NoError(t, bus.DecodeMetrics(m.Data, &wr))
 		mu.Lock()

@@ -59,9 +59,7 @@ func NewMembership(ctx context.Context, o MembershipOptions) (*Membership, error
 	if o.Self == "" {
 		return nil, errors.New("a collector needs a name (--instance)")
 	}
-	kv, err := o.Bus.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: MembersBucket, TTL: o.TTL, History: 1, Storage: jetstream.MemoryStorage, Replicas: o.Bus.Replicas(),
-	})
+	kv, err := o.Bus.EphemeralKeyValue(ctx, MembersBucket, o.TTL)
 	if err != nil {
 		return nil, fmt.Errorf("collector membership: %w", err)
 	}

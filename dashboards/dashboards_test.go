@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/samdrift/samdrift/catalogue"
 	samrules "github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/store"
+	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
@@ -129,7 +131,12 @@ func TestPanelsReturnData(t *testing.T) {
 					name string
 					v    float64
 				}{{"probe_success", up}, {"probe_duration_seconds", 0.05}, {"up", up}, {"scrape_duration_seconds", 0.01}} {
-					_, err := app.Append(0, labels.FromStrings("__name__", s.name, "agency", a.ID, "service", svc.ID, "instance", "x", "job", "probe"), ts.UnixMilli(), s.v)
+					// What Samdrift's own probes and scrapes measured.
+					origin := tenancy.OriginScrape
+					if strings.HasPrefix(s.name, "probe_") {
+						origin = tenancy.OriginProbe
+					}
+					_, err := app.Append(0, labels.FromStrings("__name__", s.name, "agency", a.ID, "service", svc.ID, "instance", "x", "job", "probe", tenancy.OriginLabel, origin), ts.UnixMilli(), s.v)
 					require.NoError(t, err)
 				}
 			}
@@ -148,8 +155,8 @@ func TestPanelsReturnData(t *testing.T) {
 		}
 	}
 
-	run := func(t *testing.T, id catalogue.Identity, d Dashboard) {
-		qctx := catalogue.NewContext(ctx, id)
+	run := func(t *testing.T, id tenancy.Identity, d Dashboard) {
+		qctx := tenancy.NewContext(ctx, id)
 		for _, p := range d.Panels {
 			for _, tg := range p.Targets {
 				q, err := engine.NewRangeQuery(qctx, st.Queryable(), nil, tg.Expr, end.Add(-time.Hour), end, time.Minute)
@@ -159,7 +166,7 @@ func TestPanelsReturnData(t *testing.T) {
 				mat, err := res.Matrix()
 				require.NoError(t, err)
 				require.NotEmpty(t, mat, "%s / %q returns no data: %s", d.UID, p.Title, tg.Expr)
-				if id.Role == catalogue.RoleAgency {
+				if id.Role == tenancy.RoleAgency {
 					for _, s := range mat {
 						if a := s.Metric.Get("agency"); a != "" {
 							require.Equal(t, id.Agency, a)
@@ -177,8 +184,8 @@ func TestPanelsReturnData(t *testing.T) {
 		}
 	}
 	noc, agencies := All(c)
-	run(t, catalogue.Identity{Role: catalogue.RoleOps}, noc)
+	run(t, tenancy.Identity{Role: tenancy.RoleOps}, noc)
 	for id, d := range agencies {
-		t.Run(id, func(t *testing.T) { run(t, catalogue.Identity{Role: catalogue.RoleAgency, Agency: id}, d) })
+		t.Run(id, func(t *testing.T) { run(t, tenancy.Identity{Role: tenancy.RoleAgency, Agency: id}, d) })
 	}
 }

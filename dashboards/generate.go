@@ -126,7 +126,7 @@ func NOC(c *catalogue.Catalogue) Dashboard {
 		Description: "Share of scrape targets up and of probes succeeding, and the age of the newest sample.",
 		Targets: []Target{
 			{RefID: "Targets up", Expr: `avg by (agency) (up)`, Instant: true, Format: "table"},
-			{RefID: "Probes OK", Expr: `avg by (agency) (probe_success)`, Instant: true, Format: "table"},
+			{RefID: "Probes OK", Expr: `avg by (agency) (probe_success{samdrift_origin="probe"})`, Instant: true, Format: "table"},
 			{RefID: "Newest sample age", Expr: `time() - max by (agency) (timestamp(up))`, Instant: true, Format: "table"},
 		},
 		FieldConfig:     &FieldConfig{Defaults: FieldDefaults{Decimals: ptr(2)}, Overrides: []any{}},

@@ -50,7 +50,7 @@ func BenchmarkOwnedLabels(b *testing.B) {
 	tmpl := benchSeries()
 	for _, c := range []struct {
 		name string
-		f    func(*prompb.WriteRequest, source) int
+		f    func(*prompb.WriteRequest, source) labelled
 	}{{"in-place", setOwnedLabels}, {"builder", relabelWithBuilder}} {
 		b.Run(c.name, func(b *testing.B) {
 			var wr prompb.WriteRequest

@@ -3,30 +3,22 @@ package router
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/prompb"
 	"golang.org/x/time/rate"
 
+	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
 )
 
-// Discard reasons, the reason label of samdrift_discarded_samples_total.
-// They are named after the limit or rule that refused the samples.
 const (
-	reasonRateLimited     = "rate_limited"
-	reasonSeriesLimit     = "max_global_series_per_user"
-	reasonLabelNames      = "max_label_names_per_series"
-	reasonLabelValue      = "max_label_value_length"
-	reasonInvalidLabels   = "invalid_labels"
-	reasonOutOfOrder      = "out_of_order"
-	seriesIdleEviction    = time.Hour
-	seriesEvictionPeriod  = 5 * time.Minute
-	maxProblemDescription = 200
+	seriesIdleEviction   = time.Hour
+	seriesEvictionPeriod = 5 * time.Minute
 )
 
 // limiter enforces the catalogue's per-agency limits. It lives in the router,
@@ -43,6 +35,7 @@ type limiter struct {
 type agencyState struct {
 	limits catalogue.Limits
 	rate   *rate.Limiter
+	alerts *rate.Limiter
 	// series maps a series' label hash to the newest timestamp routed for
 	// it: it counts active series and finds out-of-order samples.
 	series map[uint64]int64
@@ -62,6 +55,7 @@ func (l *limiter) state(a *catalogue.Agency) *agencyState {
 	if s.rate == nil || s.limits != lim {
 		s.limits = lim
 		s.rate = rate.NewLimiter(rate.Limit(lim.IngestionRate), lim.IngestionBurstSize)
+		s.alerts = rate.NewLimiter(rate.Limit(lim.AlertIngestionRate), lim.AlertIngestionBurstSize)
 	}
 	return s
 }
@@ -86,6 +80,25 @@ func (l *limiter) Peek(a *catalogue.Agency, n int) (bool, time.Duration) {
 	return false, d
 }
 
+// admitAlerts takes n alerts of the agency's alert rate if they fit, and
+// otherwise says when to retry.
+func (l *limiter) admitAlerts(a *catalogue.Agency, n int) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.state(a)
+	now := l.now()
+	if s.alerts.AllowN(now, n) {
+		return true, 0
+	}
+	r := s.alerts.ReserveN(now, n)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	if !r.OK() || d == math.MaxInt64 {
+		d = time.Minute
+	}
+	return false, d
+}
+
 // outcome is what the limits did to one batch.
 type outcome struct {
 	status     int // 200, 400 or 429 for the sender
@@ -93,6 +106,16 @@ type outcome struct {
 	retryAfter time.Duration
 	accepted   int
 	discarded  map[string]int
+}
+
+// verdict is what the sender of the batch is told: 200 with the samples
+// accepted, else the worst refusal (400, 413 or 429 with when to retry).
+func (o *outcome) verdict() bus.Verdict {
+	st := o.status
+	if st == 0 {
+		st = http.StatusOK
+	}
+	return bus.Verdict{Status: st, Message: o.message, RetryAfter: o.retryAfter, Accepted: o.accepted}
 }
 
 func (o *outcome) discard(reason string, n int, status int, msg string) {
@@ -106,69 +129,6 @@ func (o *outcome) discard(reason string, n int, status int, msg string) {
 	if o.status < status {
 		o.status, o.message = status, msg
 	}
-}
-
-// checkRaw validates the labels a sender wrote, before relabelling. It
-// returns a description of the first problem, or "".
-func checkRaw(ts *prompb.TimeSeries) string {
-	if len(ts.Labels) == 0 {
-		return "series without labels"
-	}
-	hasName := false
-	for _, l := range ts.Labels {
-		switch {
-		case l.Name == "":
-			return "empty label name"
-		case !utf8.ValidString(l.Name):
-			return fmt.Sprintf("label name %q is not valid UTF-8", l.Name)
-		case l.Value == "":
-			return fmt.Sprintf("empty value for label %q in series %s", l.Name, describe(ts.Labels))
-		case !utf8.ValidString(l.Value):
-			return fmt.Sprintf("value of label %q is not valid UTF-8", l.Name)
-		}
-		if l.Name == "__name__" {
-			hasName = true
-		}
-	}
-	if !hasName {
-		return fmt.Sprintf("series %s has no metric name", describe(ts.Labels))
-	}
-	// Duplicates, without allocating: neighbours when sorted (as remote
-	// write requires), else every pair (series have few labels).
-	ls := ts.Labels
-	sorted := true
-	for i := 1; i < len(ls); i++ {
-		if ls[i].Name == ls[i-1].Name {
-			return fmt.Sprintf("duplicate label %q in series %s", ls[i].Name, describe(ls))
-		}
-		if ls[i].Name < ls[i-1].Name {
-			sorted = false
-		}
-	}
-	if !sorted {
-		for i := range ls {
-			for j := i + 1; j < len(ls); j++ {
-				if ls[i].Name == ls[j].Name {
-					return fmt.Sprintf("duplicate label %q in series %s", ls[i].Name, describe(ls))
-				}
-			}
-		}
-	}
-	return ""
-}
-
-// checkLimits checks the stored form of a series against the agency's label
-// limits. It returns the reason and a description, or "".
-func checkLimits(ts *prompb.TimeSeries, lim catalogue.Limits) (string, string) {
-	if len(ts.Labels) > lim.MaxLabelNamesPerSeries {
-		return reasonLabelNames, fmt.Sprintf("series %s has %d labels, more than max_label_names_per_series (%d)", describe(ts.Labels), len(ts.Labels), lim.MaxLabelNamesPerSeries)
-	}
-	for _, l := range ts.Labels {
-		if len(l.Value) > lim.MaxLabelValueLength {
-			return reasonLabelValue, fmt.Sprintf("value of label %q in series %s is %d bytes, longer than max_label_value_length (%d)", l.Name, describe(ts.Labels), len(l.Value), lim.MaxLabelValueLength)
-		}
-	}
-	return "", ""
 }
 
 // admit applies the rate, series and ordering limits to the (relabelled,
@@ -200,7 +160,7 @@ func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome
 		if !r.OK() || d == math.MaxInt64 {
 			d = time.Second
 		}
-		o.discard(reasonRateLimited, n, 0, "")
+		o.discard(ReasonRateLimited, n, 0, "")
 		o.status = 429
 		o.message = fmt.Sprintf("agency %q is over its ingestion_rate of %g samples/s (burst %d): %d samples refused", a.ID, s.limits.IngestionRate, s.limits.IngestionBurstSize, n)
 		o.retryAfter = d
@@ -214,7 +174,7 @@ func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome
 		last, known := s.series[h]
 		if !known {
 			if len(s.series) >= s.limits.MaxGlobalSeriesPerUser {
-				o.discard(reasonSeriesLimit, len(ts.Samples)+len(ts.Histograms), 400,
+				o.discard(ReasonSeriesLimit, len(ts.Samples)+len(ts.Histograms), 400,
 					fmt.Sprintf("agency %q has reached max_global_series_per_user (%d): new series such as %s refused", a.ID, s.limits.MaxGlobalSeriesPerUser, describe(ts.Labels)))
 				continue
 			}
@@ -223,7 +183,7 @@ func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome
 		samples := ts.Samples[:0]
 		for _, smp := range ts.Samples {
 			if smp.Timestamp < last && !redelivered {
-				o.discard(reasonOutOfOrder, 1, 400, fmt.Sprintf("out-of-order sample for series %s: timestamp %d is older than %d", describe(ts.Labels), smp.Timestamp, last))
+				o.discard(ReasonOutOfOrder, 1, 400, fmt.Sprintf("out-of-order sample for series %s: timestamp %d is older than %d", describe(ts.Labels), smp.Timestamp, last))
 				continue
 			}
 			last = max(last, smp.Timestamp)
@@ -233,7 +193,7 @@ func (l *limiter) admit(a *catalogue.Agency, wr *prompb.WriteRequest, o *outcome
 		hists := ts.Histograms[:0]
 		for _, hs := range ts.Histograms {
 			if hs.Timestamp < last && !redelivered {
-				o.discard(reasonOutOfOrder, 1, 400, fmt.Sprintf("out-of-order histogram for series %s", describe(ts.Labels)))
+				o.discard(ReasonOutOfOrder, 1, 400, fmt.Sprintf("out-of-order histogram for series %s", describe(ts.Labels)))
 				continue
 			}
 			last = max(last, hs.Timestamp)

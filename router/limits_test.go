@@ -52,14 +52,14 @@ func TestLimiter(t *testing.T) {
 	require.Equal(t, 2, o.accepted)
 	require.Equal(t, 400, o.status)
 	require.Contains(t, o.message, "max_global_series_per_user (2)")
-	require.Equal(t, map[string]int{reasonSeriesLimit: 1}, o.discarded)
+	require.Equal(t, map[string]int{ReasonSeriesLimit: 1}, o.discarded)
 
 	// Out of order against the last routed sample of a series.
 	o = outcome{}
 	wr = batch(now.UnixMilli()-1000, "x")
 	l.admit(a, wr, &o, false)
 	require.Empty(t, wr.Timeseries)
-	require.Equal(t, map[string]int{reasonOutOfOrder: 1}, o.discarded)
+	require.Equal(t, map[string]int{ReasonOutOfOrder: 1}, o.discarded)
 
 	// Rate: 3+1 samples of a burst of 20 are used; 16 more fit, 17 do not.
 	ok, _ = l.Peek(a, 16)

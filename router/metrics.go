@@ -7,6 +7,7 @@ type metrics struct {
 	samples   *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
 	discarded *prometheus.CounterVec
+	renamed   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,9 +28,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "samdrift_discarded_samples_total",
 			Help: "Samples the router refused for an agency, by the limit or rule that refused them.",
 		}, []string{"agency", "reason"}),
+		renamed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samdrift_ingest_reserved_renamed_samples_total",
+			Help: "Samples an agency sent under a name or label reserved for the provider's own series (sla:*, samdrift_*, ALERTS, samdrift_origin): stored renamed exported_*, never as the provider's.",
+		}, []string{"agency"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batches, m.samples, m.rejected, m.discarded)
+		reg.MustRegister(m.batches, m.samples, m.rejected, m.discarded, m.renamed)
 	}
 	return m
 }

@@ -38,19 +38,19 @@ agencies:
 	go func() { done <- r.Run(ctx) }()
 
 	out := make(chan *nats.Msg, 10)
-	sub, err := b.NC.ChanSubscribe("agency.>", out)
+	sub, err := b.ChanSubscribe("agency.>", out)
 	require.NoError(t, err)
 	defer sub.Unsubscribe()
 
 	publish := func(subject string, ts ...prompb.TimeSeries) {
 		data, err := bus.EncodeMetrics(&prompb.WriteRequest{Timeseries: ts})
 		require.NoError(t, err)
-		_, err = b.JS.Publish(ctx, subject, data)
+		_, err = b.Publish(ctx, &nats.Msg{Subject: subject, Data: data}, "")
 		require.NoError(t, err)
 	}
 	publish(bus.IngestSubject(bus.KindMetrics, "scrape", "ghost", "web"), series("__name__", "x"))
 	publish(bus.IngestSubject(bus.KindMetrics, "push", "nobody"), series("__name__", "x"))
-	_, err = b.JS.Publish(ctx, bus.IngestSubject(bus.KindMetrics, "push", "alpha-push"), []byte("not snappy"))
+	_, err = b.Publish(ctx, &nats.Msg{Subject: bus.IngestSubject(bus.KindMetrics, "push", "alpha-push"), Data: []byte("not snappy")}, "")
 	require.NoError(t, err)
 	publish(bus.IngestSubject(bus.KindMetrics, "push", "alpha-push"), series("__name__", "m", "agency", "beta"))
 	// An agency publishing to NATS directly: its account's import chose the subject.
@@ -82,11 +82,8 @@ agencies:
 			testutil.ToFloat64(r.metrics.rejected.WithLabelValues("undecodable")) == 1
 	}, 5*time.Second, 50*time.Millisecond)
 	require.Eventually(t, func() bool {
-		s, err := b.JS.Stream(ctx, bus.StreamIngest)
-		require.NoError(t, err)
-		info, err := s.Info(ctx)
-		require.NoError(t, err)
-		return info.State.Msgs == 0
+		n, _, err := b.StreamState(ctx, bus.StreamIngest, "")
+		return err == nil && n == 0
 	}, 5*time.Second, 50*time.Millisecond, "every input is acked or terminated")
 	select {
 	case m := <-out:

@@ -3,12 +3,16 @@ package router
 import (
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // source is what the router knows about where a batch came from.
 type source struct {
 	agency  *catalogue.Agency
 	service string // set when the source is bound to one service (scrapes, probes)
+	// trusted: the provider's own collector measured the batch (scrapes,
+	// probes), so the origin label it set stands.
+	trusted bool
 	// provider is set for the provider's own ops/admin credentials, which
 	// may push alerts naming any agency (their own Alertmanager).
 	provider bool
@@ -29,13 +33,13 @@ func resolve(cat *catalogue.Catalogue, tokens []string, kind string) (source, er
 		if a.Service(tokens[2]) == nil {
 			return s, reject("unknown_service", "agency %q has no service %q", tokens[1], tokens[2])
 		}
-		s.agency, s.service = a, tokens[2]
+		s.agency, s.service, s.trusted = a, tokens[2], true
 	case tokens[0] == bus.SourcePush && len(tokens) == 2:
 		id, ok := cat.CredentialIdentity(tokens[1])
 		if !ok {
 			return s, reject("unknown_credential", "push from unknown credential %q", tokens[1])
 		}
-		if id.Role != catalogue.RoleAgency {
+		if id.Role != tenancy.RoleAgency {
 			if kind == bus.KindAlerts {
 				s.provider = true
 				return s, nil
@@ -57,3 +61,7 @@ func resolve(cat *catalogue.Catalogue, tokens []string, kind string) (source, er
 	}
 	return s, nil
 }
+
+// pushed reports whether the batch was pushed by an agency (remote write,
+// OTLP, NATS), not measured by the provider's collector.
+func (s source) pushed() bool { return !s.trusted }

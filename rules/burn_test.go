@@ -47,10 +47,10 @@ func TestBurnRateTiming(t *testing.T) {
 
 	ctx := context.Background()
 	start := time.Date(2026, 11, 2, 8, 0, 0, 0, a.Location()) // a Monday
-	probe := labels.FromStrings("__name__", "probe_success", "agency", "alpha", "service", "web", "job", "probe", "instance", "https://alpha.example/")
+	probe := labels.FromStrings("__name__", "probe_success", "agency", "alpha", "service", "web", "job", "probe", "instance", "https://alpha.example/", "samdrift_origin", "probe")
 	ups := []labels.Labels{
-		labels.FromStrings("__name__", "up", "agency", "alpha", "service", "api", "job", "api", "instance", "10.0.0.1:9100"),
-		labels.FromStrings("__name__", "up", "agency", "alpha", "service", "batch", "job", "batch", "instance", "10.0.0.2:9100"),
+		labels.FromStrings("__name__", "up", "agency", "alpha", "service", "api", "job", "api", "instance", "10.0.0.1:9100", "samdrift_origin", "scrape"),
+		labels.FromStrings("__name__", "up", "agency", "alpha", "service", "batch", "job", "batch", "instance", "10.0.0.2:9100", "samdrift_origin", "scrape"),
 	}
 	cal := NewCalendar()
 	firstFiring := map[string]time.Duration{}

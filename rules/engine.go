@@ -30,6 +30,7 @@ import (
 
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // Stores gives the rules an agency's TSDB.
@@ -82,12 +83,27 @@ type Engine struct {
 	agencies map[string]*agencyRules
 }
 
+// agencyRules are an agency's two rule managers: the provider's (the SLA
+// rules generated from the catalogue, whose outputs are the provider's
+// series) and the agency's own rule files, whose outputs can never pass for
+// the provider's (see sanitizingAppendable).
 type agencyRules struct {
-	id      string
-	agency  *catalogue.Agency
-	manager *rules.Manager
-	cancel  context.CancelFunc
-	mu      sync.RWMutex // guards agency, read by the calendar and notifier
+	id       string
+	agency   *catalogue.Agency
+	provider *rules.Manager
+	own      *rules.Manager
+	loader   *loader // the own manager's, which checks the agency's files
+	cancel   context.CancelFunc
+	mu       sync.RWMutex // guards agency, read by the calendar and notifier
+}
+
+func (ar *agencyRules) managers() []*rules.Manager { return []*rules.Manager{ar.provider, ar.own} }
+
+func (ar *agencyRules) stop() {
+	for _, m := range ar.managers() {
+		m.Stop()
+	}
+	ar.cancel()
 }
 
 func (ar *agencyRules) get() *catalogue.Agency {
@@ -150,8 +166,7 @@ func (e *Engine) Apply(c *catalogue.Catalogue) error {
 	}
 	for id, ar := range e.agencies {
 		if want[id] == nil {
-			ar.manager.Stop()
-			ar.cancel()
+			ar.stop()
 			delete(e.agencies, id)
 			e.logger.Info("stopped agency rules", "agency", id)
 		}
@@ -174,6 +189,29 @@ func (e *Engine) Apply(c *catalogue.Catalogue) error {
 // RuleFiles returns the paths of an agency's rule files: the generated SLA
 // rules (written first) and its own files, relative to the catalogue.
 func (e *Engine) RuleFiles(c *catalogue.Catalogue, a *catalogue.Agency) ([]string, error) {
+	gen, err := e.generatedFiles(c, a)
+	if err != nil {
+		return nil, err
+	}
+	return append(gen, ownFiles(c, a)...), nil
+}
+
+// ownFiles are the paths of the agency's own rule files.
+func ownFiles(c *catalogue.Catalogue, a *catalogue.Agency) []string {
+	var files []string
+	base := filepath.Dir(c.File())
+	for _, f := range a.RuleFiles {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(base, f)
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+// generatedFiles writes the agency's generated SLA rules and returns their
+// path (none when it has nothing to measure).
+func (e *Engine) generatedFiles(c *catalogue.Catalogue, a *catalogue.Agency) ([]string, error) {
 	var files []string
 	gen, err := GenerateSLA(c, a, e.opts.ExternalURL)
 	if err != nil {
@@ -189,13 +227,6 @@ func (e *Engine) RuleFiles(c *catalogue.Catalogue, a *catalogue.Agency) ([]strin
 			return nil, err
 		}
 		files = append(files, path)
-	}
-	base := filepath.Dir(c.File())
-	for _, f := range a.RuleFiles {
-		if !filepath.IsAbs(f) {
-			f = filepath.Join(base, f)
-		}
-		files = append(files, f)
 	}
 	return files, nil
 }
@@ -216,7 +247,7 @@ func (e *Engine) applyAgency(c *catalogue.Catalogue, a *catalogue.Agency) error 
 	if db == nil {
 		return fmt.Errorf("no store for agency %q", a.ID)
 	}
-	files, err := e.RuleFiles(c, a)
+	generated, err := e.generatedFiles(c, a)
 	if err != nil {
 		return err
 	}
@@ -225,32 +256,44 @@ func (e *Engine) applyAgency(c *catalogue.Catalogue, a *catalogue.Agency) error 
 		ctx, cancel := context.WithCancel(context.Background())
 		ar = &agencyRules{id: a.ID, agency: a, cancel: cancel}
 		ext, _ := url.Parse(e.opts.ExternalURL)
-		ar.manager = rules.NewManager(&rules.ManagerOptions{
-			ExternalURL:     ext,
-			QueryFunc:       rules.EngineQueryFunc(e.opts.Engine, e.queryable(a.ID, db)),
-			NotifyFunc:      e.notifier(ar),
-			Context:         ctx,
-			AppendableV2:    e.appendable(a.ID, db),
-			Queryable:       db,
-			Logger:          e.logger.With("agency", a.ID),
-			OutageTolerance: e.opts.OutageTolerance,
-			ForGracePeriod:  e.opts.ForGracePeriod,
-			ResendDelay:     e.opts.ResendDelay,
-			GroupLoader:     &loader{agency: a.ID, catalogue: c, parser: e.parser, logger: e.logger},
-			Metrics:         e.metrics,
-			Parser:          e.parser,
-		})
-		go ar.manager.Run()
+		opts := func(app storage.AppendableV2, loader rules.GroupLoader, logger *slog.Logger) *rules.ManagerOptions {
+			return &rules.ManagerOptions{
+				ExternalURL:     ext,
+				QueryFunc:       rules.EngineQueryFunc(e.opts.Engine, e.queryable(a.ID, db)),
+				NotifyFunc:      e.notifier(ar),
+				Context:         ctx,
+				AppendableV2:    app,
+				Queryable:       db,
+				Logger:          logger,
+				OutageTolerance: e.opts.OutageTolerance,
+				ForGracePeriod:  e.opts.ForGracePeriod,
+				ResendDelay:     e.opts.ResendDelay,
+				GroupLoader:     loader,
+				Metrics:         e.metrics,
+				Parser:          e.parser,
+			}
+		}
+		logger := e.logger.With("agency", a.ID)
+		ar.provider = rules.NewManager(opts(e.appendable(a.ID, db), nil, logger.With("rules", "provider")))
+		ar.loader = &loader{agency: a.ID, catalogue: c, parser: e.parser, logger: e.logger}
+		ar.own = rules.NewManager(opts(sanitizingAppendable{e.appendable(a.ID, db), a.ID}, ar.loader, logger.With("rules", "agency")))
+		for _, m := range ar.managers() {
+			go m.Run()
+		}
 		e.agencies[a.ID] = ar
-		e.logger.Info("started agency rules", "agency", a.ID, "files", len(files))
+		e.logger.Info("started agency rules", "agency", a.ID, "files", len(generated)+len(a.RuleFiles))
 	} else {
 		ar.mu.Lock()
 		ar.agency = a
 		ar.mu.Unlock()
 		e.calendar.Forget(a.ID)
+		ar.loader.catalogue = c
 	}
 	eval := time.Duration(c.Defaults.EvaluationInterval)
-	return ar.manager.Update(eval, files, labels.EmptyLabels(), e.opts.ExternalURL, e.iteration(ar, db))
+	if err := ar.provider.Update(eval, generated, labels.EmptyLabels(), e.opts.ExternalURL, e.iteration(ar, db)); err != nil {
+		return fmt.Errorf("generated rules: %w", err)
+	}
+	return ar.own.Update(eval, ownFiles(c, a), labels.EmptyLabels(), e.opts.ExternalURL, e.iteration(ar, db))
 }
 
 // queryable is what the agency's rules read: its store's queryable (the
@@ -302,8 +345,7 @@ func (e *Engine) Stop() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for id, ar := range e.agencies {
-		ar.manager.Stop()
-		ar.cancel()
+		ar.stop()
 		delete(e.agencies, id)
 	}
 }
@@ -311,7 +353,7 @@ func (e *Engine) Stop() {
 // Retriever returns the rules and alerts the caller in ctx may see: an
 // agency its own, ops and admin every agency's. Without an identity, none.
 func (e *Engine) Retriever(ctx context.Context) v1.RulesRetriever {
-	id, ok := catalogue.FromContext(ctx)
+	id, ok := tenancy.FromContext(ctx)
 	if !ok {
 		return retriever(nil)
 	}
@@ -320,7 +362,7 @@ func (e *Engine) Retriever(ctx context.Context) v1.RulesRetriever {
 	var ms []*rules.Manager
 	for aid, ar := range e.agencies {
 		if id.CanRead(aid) {
-			ms = append(ms, ar.manager)
+			ms = append(ms, ar.managers()...)
 		}
 	}
 	return retriever(ms)
@@ -395,7 +437,7 @@ func (e *Engine) notifier(ar *agencyRules) rules.NotifyFunc {
 		bus.InjectTrace(ctx, msg)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if _, err := e.opts.Bus.JS.PublishMsg(pctx, msg); err != nil {
+		if _, err := e.opts.Bus.Publish(pctx, msg, ""); err != nil {
 			// The rule manager sends again at the next evaluation.
 			e.logger.Warn("publish alerts", "agency", a.ID, "err", err)
 		}
@@ -416,7 +458,8 @@ func (l *loader) Load(identifier string, ignoreUnknownFields bool, scheme model.
 	if errs != nil {
 		return nil, errs
 	}
-	if errs := CheckIsolation(rgs, l.agency, l.catalogue, l.parser); errs != nil {
+	errs = append(CheckIsolation(rgs, l.agency, l.catalogue, l.parser), CheckReserved(rgs)...)
+	if len(errs) > 0 {
 		for i := range errs {
 			errs[i] = fmt.Errorf("%s: %w", identifier, errs[i])
 		}
@@ -428,38 +471,17 @@ func (l *loader) Load(identifier string, ignoreUnknownFields bool, scheme model.
 func (l *loader) Parse(query string) (parser.Expr, error) { return l.parser.ParseExpr(query) }
 
 // CheckIsolation refuses rules whose selectors name another agency of the
-// catalogue: an agency's rules read its own store only, and a rule that
-// seems to read another agency's data is a mistake or an attempt.
-func CheckIsolation(rgs *rulefmt.RuleGroups, agency string, c *catalogue.Catalogue, p parser.Parser) []error {
+// catalogue (tenancy.Selects decides): an agency's rules read its own store
+// only, and a rule that seems to read another agency's data is a mistake or
+// an attempt.
+func CheckIsolation(rgs *rulefmt.RuleGroups, agency string, c *catalogue.Catalogue, _ parser.Parser) []error {
 	var errs []error
+	ids := c.AgencyIDs()
 	for _, g := range rgs.Groups {
 		for i, r := range g.Rules {
-			expr, err := p.ParseExpr(r.Expr)
-			if err != nil {
-				continue // rulefmt reported it already
+			if sel := tenancy.Selects(agency, ids, r.Expr); len(sel.Named) > 0 {
+				errs = append(errs, fmt.Errorf("group %q, rule %d, %q: its selectors name agency %q: an agency's rules can only read its own data", g.Name, i+1, r.Record+r.Alert, sel.Named[0]))
 			}
-			name := r.Record + r.Alert
-			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
-				vs, ok := n.(*parser.VectorSelector)
-				if !ok {
-					return nil
-				}
-				for _, m := range vs.LabelMatchers {
-					if m.Name != "agency" || m.Type == labels.MatchNotEqual || m.Type == labels.MatchNotRegexp {
-						continue
-					}
-					if m.Type == labels.MatchRegexp && (m.Value == ".*" || m.Value == ".+") {
-						continue
-					}
-					for _, other := range c.Agencies {
-						if other.ID != agency && m.Matches(other.ID) {
-							errs = append(errs, fmt.Errorf("group %q, rule %d, %q: selector %s names agency %q: an agency's rules can only read its own data", g.Name, i+1, name, vs.String(), other.ID))
-							return nil
-						}
-					}
-				}
-				return nil
-			})
 		}
 	}
 	return errs

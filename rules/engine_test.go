@@ -17,6 +17,7 @@ import (
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/store"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 func engineCatalogue(t *testing.T, dir string) *catalogue.Catalogue {
@@ -58,23 +59,23 @@ func TestEngineRuleFilesAndIsolation(t *testing.T) {
 	e, _ := newEngine(t, c)
 	require.NoError(t, e.Apply(c))
 
-	names := func(id catalogue.Identity) []string {
+	names := func(id tenancy.Identity) []string {
 		var out []string
-		for _, g := range e.Retriever(catalogue.NewContext(context.Background(), id)).RuleGroups() {
+		for _, g := range e.Retriever(tenancy.NewContext(context.Background(), id)).RuleGroups() {
 			out = append(out, g.File()[strings.LastIndex(g.File(), "/")+1:]+":"+g.Name())
 		}
 		return out
 	}
-	alpha := catalogue.Identity{Role: catalogue.RoleAgency, Agency: "alpha"}
-	beta := catalogue.Identity{Role: catalogue.RoleAgency, Agency: "beta"}
+	alpha := tenancy.Identity{Role: tenancy.RoleAgency, Agency: "alpha"}
+	beta := tenancy.Identity{Role: tenancy.RoleAgency, Agency: "beta"}
 	require.Contains(t, names(alpha), "alpha.rules.yml:alpha-own")
 	require.Contains(t, names(alpha), "sla.yml:sla-slots")
 	for _, n := range names(beta) {
 		require.NotContains(t, n, "alpha", "beta sees none of alpha's rules")
 	}
-	require.Contains(t, names(catalogue.Identity{Role: catalogue.RoleOps}), "alpha.rules.yml:alpha-own")
+	require.Contains(t, names(tenancy.Identity{Role: tenancy.RoleOps}), "alpha.rules.yml:alpha-own")
 	require.Empty(t, e.Retriever(context.Background()).RuleGroups(), "no identity, no rules")
-	for _, ar := range e.Retriever(catalogue.NewContext(context.Background(), beta)).AlertingRules() {
+	for _, ar := range e.Retriever(tenancy.NewContext(context.Background(), beta)).AlertingRules() {
 		require.NotEqual(t, "alpha", ar.Labels().Get("agency"))
 	}
 
@@ -88,8 +89,15 @@ func TestEngineRuleFilesAndIsolation(t *testing.T) {
 		{"syntax error", "groups:\n  - name: broken\n    rules:\n      - record: x\n        expr: sum(up\n", "could not parse expression", true},
 		{"unknown function", "groups:\n  - name: broken\n    rules:\n      - record: x\n        expr: nosuchfn(up)\n", `unknown function with name "nosuchfn"`, true},
 		{"bad duration", "groups:\n  - name: broken\n    rules:\n      - alert: X\n        expr: up == 0\n        for: 5 minutes\n", `unknown unit " minutes" in duration "5 minutes"`, false},
-		{"reads another agency", "groups:\n  - name: sneaky\n    rules:\n      - record: x\n        expr: sum(up{agency=\"beta\"})\n", `selector up{agency="beta"} names agency "beta": an agency's rules can only read its own data`, false},
-		{"regex naming another agency", "groups:\n  - name: sneaky\n    rules:\n      - alert: X\n        expr: up{agency=~\"al.*|be.*\"} == 0\n", `names agency "beta"`, false},
+		{"reads another agency", "groups:\n  - name: sneaky\n    rules:\n      - record: x\n        expr: sum(up{agency=\"beta\"})\n", `its selectors name agency "beta": an agency's rules can only read its own data`, false},
+		{"regex naming another agency", "groups:\n  - name: sneaky\n    rules:\n      - alert: X\n        expr: up{agency=~\"b.*\"} == 0\n", `name agency "beta"`, false},
+		{"all but its own", "groups:\n  - name: sneaky\n    rules:\n      - alert: X\n        expr: up{agency!=\"alpha\"} == 0\n", `name agency "beta"`, false},
+		// The provider's series stay the provider's.
+		{"records a provider's name", "groups:\n  - name: forge\n    rules:\n      - record: sla:slot:good_sum5m\n        expr: vector(1)\n", `"sla:slot:good_sum5m" is a name reserved for Samdrift's own series`, false},
+		{"records a samdrift_ series", "groups:\n  - name: forge\n    rules:\n      - record: samdrift_sla_in_scope\n        expr: vector(0)\n", `is a name reserved`, false},
+		{"sets the origin label", "groups:\n  - name: forge\n    rules:\n      - record: probe_success\n        expr: vector(0)\n        labels: {samdrift_origin: probe, service: web}\n", `label "samdrift_origin" is set by Samdrift`, false},
+		{"sets the agency label", "groups:\n  - name: forge\n    rules:\n      - record: x\n        expr: vector(0)\n        labels: {agency: beta}\n", `label "agency" is set by Samdrift`, false},
+		{"shadows a generated alert", "groups:\n  - name: forge\n    rules:\n      - alert: ServiceDown\n        expr: vector(1)\n", `alert "ServiceDown" is raised by Samdrift's SLA rules`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.NoError(t, os.WriteFile(rf, []byte(tc.content), 0o600))

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // MonthFigure is a service's SLA figure for one calendar month.
@@ -92,7 +93,13 @@ func Month(ctx context.Context, engine promql.QueryEngine, q storage.Queryable, 
 		return nil, fmt.Errorf("month %s has not begun", month)
 	}
 	sum := func(metric string) (map[string]float64, error) {
-		expr := fmt.Sprintf(`sum by (service) (sum_over_time(%s{month=%q}[32d]))`, metric, month)
+		// The agency's matcher on every selector: whoever asks, and
+		// whatever else the queryable holds, only this agency's own
+		// aggregates make its figures.
+		expr, err := tenancy.Scope(fmt.Sprintf(`sum by (service) (sum_over_time(%s{month=%q}[32d]))`, metric, month), a.ID)
+		if err != nil {
+			return nil, err
+		}
 		qry, err := engine.NewInstantQuery(ctx, q, nil, expr, at)
 		if err != nil {
 			return nil, err

@@ -31,7 +31,7 @@ agencies:
 	require.NoError(t, err)
 	defer b.Close()
 	msgs := make(chan *nats.Msg, 4)
-	sub, err := b.NC.ChanSubscribe("agency.>", msgs)
+	sub, err := b.ChanSubscribe("agency.>", msgs)
 	require.NoError(t, err)
 	defer sub.Unsubscribe()
 

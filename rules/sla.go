@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // Names of the calendar series the SLA rules read; the calendar writes them.
@@ -71,9 +72,11 @@ type rule struct {
 	Annotations map[string]string `yaml:"annotations,omitempty"`
 }
 
-// source is where a service's availability is measured.
+// source is where a service's availability is measured: the provider's own
+// probes and scrapes only (their origin label), never what an agency sends.
 type source struct {
-	selector  string        // probe_success{service="x"} or up{service="x"}
+	metric    string        // probe_success or up, for people
+	selector  string        // probe_success{service="x",samdrift_origin="probe"} or up{service="x",samdrift_origin="scrape"}
 	aggregate string        // min: every probe must succeed; max: one target up is enough
 	fresh     time.Duration // how old the newest sample may be before the slot counts as down
 }
@@ -84,14 +87,14 @@ func serviceSource(c *catalogue.Catalogue, svc *catalogue.Service) (source, bool
 		for _, s := range specs {
 			fresh = max(fresh, s)
 		}
-		return source{fmt.Sprintf(`probe_success{service=%q}`, svc.ID), "min", fresh}, true
+		return source{"probe_success", fmt.Sprintf(`probe_success{service=%q,%s=%q}`, svc.ID, tenancy.OriginLabel, tenancy.OriginProbe), "min", fresh}, true
 	}
 	if len(svc.Scrape) > 0 {
 		var fresh time.Duration
 		for _, sc := range svc.Scrape {
 			fresh = max(fresh, c.ScrapeInterval(sc)+c.ScrapeTimeout(sc))
 		}
-		return source{fmt.Sprintf(`up{service=%q}`, svc.ID), "max", fresh}, true
+		return source{"up", fmt.Sprintf(`up{service=%q,%s=%q}`, svc.ID, tenancy.OriginLabel, tenancy.OriginScrape), "max", fresh}, true
 	}
 	return source{}, false
 }
@@ -165,7 +168,7 @@ func GenerateSLA(c *catalogue.Catalogue, a *catalogue.Agency, externalURL string
 			},
 			Annotations: map[string]string{
 				"summary":     fmt.Sprintf("%s (%s) is down", svc.Name, a.Name),
-				"description": fmt.Sprintf("%s of %s has not answered its checks (%s) for %s.", svc.Name, a.Name, src.selector, promDuration(forDur)),
+				"description": fmt.Sprintf("%s of %s has not answered its checks (%s) for %s.", svc.Name, a.Name, src.metric, promDuration(forDur)),
 				"runbook_url": externalURL + "/runbooks#servicedown",
 				"dashboard":   fmt.Sprintf("%s/agency/%s#%s", externalURL, a.ID, svc.ID),
 			},

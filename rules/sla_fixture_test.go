@@ -180,7 +180,7 @@ func buildMonthFixture(t *testing.T) (*MonthFixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := labels.FromStrings("__name__", "probe_success", "agency", "alpha", "service", "web", "instance", "https://alpha.example/", "job", "probe")
+	ls := labels.FromStrings("__name__", "probe_success", "agency", "alpha", "service", "web", "instance", "https://alpha.example/", "job", "probe", "samdrift_origin", "probe")
 	// The generated rules, evaluated at every slot as the engine does.
 	gen, err := GenerateSLA(f.cat, f.agency, "http://samdrift.test")
 	if err != nil {

@@ -2,38 +2,39 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 
-	grafanaregexp "github.com/grafana/regexp"
 	"time"
+
+	grafanaregexp "github.com/grafana/regexp"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/prometheus/config"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
-	"github.com/samdrift/samdrift/catalogue"
-	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/internal/httpapi"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // APIPrefix is where the query API is served.
 const APIPrefix = "/prometheus/api/v1"
 
-// NewEngine returns the PromQL engine shared by the query API and the rules.
-func NewEngine(logger *slog.Logger, reg prometheus.Registerer) *promql.Engine {
-	return promql.NewEngine(promql.EngineOpts{
+// EngineOpts are the options of Samdrift's PromQL engines.
+func EngineOpts(logger *slog.Logger, reg prometheus.Registerer) promql.EngineOpts {
+	return promql.EngineOpts{
 		Logger:               logger,
 		Reg:                  reg,
 		MaxSamples:           50_000_000,
@@ -41,7 +42,14 @@ func NewEngine(logger *slog.Logger, reg prometheus.Registerer) *promql.Engine {
 		LookbackDelta:        5 * time.Minute,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
-	})
+	}
+}
+
+// NewEngine returns the PromQL engine shared by the rules, reports and the
+// console (the provider's own queries); the query API holds callers to
+// their limits (QueryLimits).
+func NewEngine(logger *slog.Logger, reg prometheus.Registerer) *promql.Engine {
+	return promql.NewEngine(EngineOpts(logger, reg))
 }
 
 // APIOptions configure the query API.
@@ -52,17 +60,36 @@ type APIOptions struct {
 	Ready   func() bool
 	Logger  *slog.Logger
 	Version string
-	// Audit, with Agencies (every agency id), records each agency request
-	// whose selectors name another agency (cross_agency_denied): the
-	// answer holds nothing of it either way.
-	Audit    *audit.Log
-	Agencies func() []string
+	// Guard audits each agency request whose selectors name another
+	// agency (cross_agency_denied): the answer holds nothing of it either
+	// way.
+	Guard *tenancy.Guard
+	// Limits, if set, holds each caller to its agency's query limits.
+	Limits *QueryLimits
 }
 
-// The API paths that are served; everything else of the Prometheus API
-// (targets, status/config, TSDB admin, …) would reveal other agencies or the
-// provider's own setup and answers 404.
+// APIPaths are the query API's paths under APIPrefix, as net/http
+// patterns. Everything else of the Prometheus API (targets, status/config,
+// TSDB admin, …) would reveal other agencies or the provider's own setup
+// and is not served.
+var APIPaths = []string{
+	"/query", "/query_range", "/query_exemplars", "/series", "/labels", "/label/{name}/values",
+	"/metadata", "/rules", "/alerts", "/format_query", "/parse_query", "/status/buildinfo",
+}
+
+// servedPaths matches APIPaths (the handler's own check, should it be
+// mounted elsewhere).
 var servedPaths = regexp.MustCompile(`^/(query|query_range|query_exemplars|series|labels|label/[^/]+/values|metadata|rules|alerts|format_query|parse_query|status/buildinfo)$`)
+
+// APIAllowsPost reports whether a path also takes POST (form-encoded
+// parameters, for long queries), as in Prometheus.
+func APIAllowsPost(path string) bool {
+	switch path {
+	case "/query", "/query_range", "/query_exemplars", "/series", "/labels", "/format_query", "/parse_query":
+		return true
+	}
+	return false
+}
 
 // APIHandler serves the Prometheus HTTP API under APIPrefix, answering each
 // request from the agencies its caller's identity (in the request context)
@@ -77,7 +104,7 @@ func (s *Store) APIHandler(o APIOptions) http.Handler {
 	ready := func(f http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if o.Ready != nil && !o.Ready() {
-				http.Error(w, "Service Unavailable: samdrift is starting", http.StatusServiceUnavailable)
+				httpapi.Error(w, http.StatusServiceUnavailable, "samdrift is starting")
 				return
 			}
 			f(w, r)
@@ -85,8 +112,12 @@ func (s *Store) APIHandler(o APIOptions) http.Handler {
 	}
 	hostname, _ := os.Hostname()
 	start := time.Now()
+	engine := o.Engine
+	if o.Limits != nil {
+		engine = o.Limits.Engine()
+	}
 	api := v1.NewAPI(
-		o.Engine, s.Queryable(), nil, s.ExemplarQueryable(),
+		engine, s.Queryable(), nil, s.ExemplarQueryable(),
 		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
 		func(context.Context) v1.TargetRetriever { return noTargets{} },
 		func(context.Context) v1.AlertmanagerRetriever { return noTargets{} },
@@ -118,72 +149,64 @@ func (s *Store) APIHandler(o APIOptions) http.Handler {
 	)
 	r := route.New()
 	api.Register(r.WithPrefix(APIPrefix))
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		rest, ok := strings.CutPrefix(req.URL.Path, APIPrefix)
 		if !ok || !servedPaths.MatchString(rest) {
-			http.NotFound(w, req)
+			httpapi.Error(w, http.StatusNotFound, "not served: "+req.URL.Path)
 			return
 		}
-		if id, ok := catalogue.FromContext(req.Context()); ok && id.Role == catalogue.RoleAgency {
+		if id, ok := tenancy.FromContext(req.Context()); ok && id.Role == tenancy.RoleAgency {
 			if s.opts.Meter != nil {
 				s.opts.Meter.Add(id.Agency, usageQueries, 1)
 			}
-			if o.Audit != nil && o.Agencies != nil {
-				if others := OtherAgencies(req, id.Agency, o.Agencies()); len(others) > 0 {
-					_ = o.Audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency,
-						Detail: map[string]any{"requested": others, "path": req.URL.Path, "query": req.Form.Get("query"), "match": req.Form["match[]"]}})
+			if o.Guard != nil && req.ParseForm() == nil {
+				exprs := append([]string{req.Form.Get("query")}, req.Form["match[]"]...)
+				if sel := tenancy.Selects(id.Agency, s.Agencies(), exprs...); len(sel.Named) > 0 {
+					o.Guard.AuditCrossAgency(req.Context(), sel.Named, map[string]any{"path": req.URL.Path, "query": req.Form.Get("query"), "match": req.Form["match[]"]})
 				}
 			}
+		}
+		if strings.HasSuffix(req.URL.Path, "/rules") {
+			hidePaths(w, req, r)
+			return
 		}
 		r.ServeHTTP(w, req)
 	})
+	if o.Limits != nil {
+		return o.Limits.Middleware(h)
+	}
+	return h
 }
 
-// OtherAgencies returns the agencies other than own that the selectors of
-// a query API request (query, match[]) name with a matcher on the agency
-// label. Unparseable input names none (the API answers it with an error).
-func OtherAgencies(req *http.Request, own string, agencies []string) []string {
-	if err := req.ParseForm(); err != nil {
-		return nil
-	}
-	var exprs []string
-	if q := req.Form.Get("query"); q != "" {
-		exprs = append(exprs, q)
-	}
-	exprs = append(exprs, req.Form["match[]"]...)
-	seen := map[string]bool{}
-	var out []string
-	check := func(ms []*labels.Matcher) {
-		for _, m := range ms {
-			if m.Name != "agency" {
-				continue
-			}
-			for _, a := range agencies {
-				if a != own && !seen[a] && m.Type != labels.MatchNotEqual && m.Type != labels.MatchNotRegexp && m.Matches(a) {
-					seen[a] = true
-					out = append(out, a)
+// hidePaths answers the rules API without the server's file paths: a
+// group's file is shown by its base name (sla.yml for the generated rules).
+func hidePaths(w http.ResponseWriter, req *http.Request, next http.Handler) {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, req)
+	body := rec.Body.Bytes()
+	var resp map[string]any
+	if rec.Code == http.StatusOK && json.Unmarshal(body, &resp) == nil {
+		if data, ok := resp["data"].(map[string]any); ok {
+			if groups, ok := data["groups"].([]any); ok {
+				for _, g := range groups {
+					if gm, ok := g.(map[string]any); ok {
+						if f, ok := gm["file"].(string); ok {
+							gm["file"] = filepath.Base(f)
+						}
+					}
 				}
 			}
 		}
-	}
-	p := parser.NewParser(parser.Options{})
-	for _, e := range exprs {
-		expr, err := p.ParseExpr(e)
-		if err != nil {
-			if ms, err := p.ParseMetricSelector(e); err == nil {
-				check(ms)
-			}
-			continue
+		if b, err := json.Marshal(resp); err == nil {
+			body = b
 		}
-		parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
-			if vs, ok := n.(*parser.VectorSelector); ok {
-				check(vs.LabelMatchers)
-			}
-			return nil
-		})
 	}
-	sort.Strings(out)
-	return out
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
 }
 
 type noRules struct{}

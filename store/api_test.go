@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 func testCatalogue(t *testing.T) *catalogue.Catalogue {
@@ -63,7 +64,8 @@ func newTestAPI(t *testing.T) (*httptest.Server, time.Time) {
 		require.NoError(t, app.Commit())
 	}
 	h := catalogue.NewHolder(cat)
-	srv := httptest.NewServer(h.Authenticate(s.APIHandler(APIOptions{Engine: NewEngine(nil, nil)})))
+	g := tenancy.NewGuard(tenancy.GuardOptions{Credentials: h.Credentials})
+	srv := httptest.NewServer(g.Authenticate(s.APIHandler(APIOptions{Engine: NewEngine(nil, nil), Guard: g})))
 	t.Cleanup(srv.Close)
 	return srv, now
 }
@@ -202,7 +204,7 @@ func TestQueryableFailsClosed(t *testing.T) {
 	defer q.Close()
 	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
 	require.False(t, ss.Next())
-	ctx := catalogue.NewContext(context.Background(), catalogue.Identity{Role: catalogue.RoleAgency, Agency: "alpha"})
+	ctx := tenancy.NewContext(context.Background(), tenancy.Identity{Role: tenancy.RoleAgency, Agency: "alpha"})
 	ss = q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
 	require.True(t, ss.Next())
 }

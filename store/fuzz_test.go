@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // FuzzScopedQuery: whatever PromQL or selector alpha sends to the scoped
@@ -40,11 +41,11 @@ func FuzzScopedQuery(f *testing.F) {
 		require.NoError(f, app.Commit())
 	}
 	h := st.APIHandler(APIOptions{Engine: NewEngine(nil, nil)})
-	alpha := catalogue.Identity{Role: catalogue.RoleAgency, Agency: "alpha", Credential: "alpha"}
+	alpha := tenancy.Identity{Role: tenancy.RoleAgency, Agency: "alpha", Credential: "alpha"}
 	ask := func(t *testing.T, path string, v url.Values) (int, string) {
 		req := httptest.NewRequest(http.MethodPost, APIPrefix+path, strings.NewReader(v.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req = req.WithContext(catalogue.NewContext(req.Context(), alpha))
+		req = req.WithContext(tenancy.NewContext(req.Context(), alpha))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		b, _ := io.ReadAll(rec.Result().Body)

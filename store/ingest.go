@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
@@ -24,10 +25,8 @@ const maxBatchMessages = 256
 // acked only after the samples are committed (and so in the WAL): a crash
 // before that redelivers them, and the TSDB ignores samples it already has.
 type consumer struct {
-	s    *Store
-	adb  *agencyDB
-	cons jetstream.Consumer
-	ch   chan jetstream.Msg
+	s   *Store
+	adb *agencyDB
 
 	dec bus.MetricsDecoder
 	// refs caches the head series of encoded label sets, as Prometheus's
@@ -41,65 +40,33 @@ type consumer struct {
 // refsMaxAge is how long the series cache lives before it is rebuilt.
 const refsMaxAge = time.Hour
 
-func newConsumer(ctx context.Context, s *Store, adb *agencyDB) (*consumer, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+func newConsumer(s *Store, adb *agencyDB) *consumer {
+	return &consumer{s: s, adb: adb}
+}
+
+// spec is the agency's durable consumer of its metrics subject.
+func (c *consumer) spec() bus.ConsumerSpec {
 	var inactive time.Duration
-	if s.opts.Instance != "" {
+	if c.s.opts.Instance != "" {
 		inactive = InstanceConsumerTTL
 	}
-	cons, err := s.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamMetrics, jetstream.ConsumerConfig{
-		Durable:           s.consumerName(adb.id),
+	return bus.ConsumerSpec{
+		Stream: bus.StreamMetrics, Durable: c.s.consumerName(c.adb.id),
+		Filter:            bus.AgencySubject(c.adb.id, bus.KindMetrics),
 		InactiveThreshold: inactive,
-		FilterSubject:     bus.AgencySubject(adb.id, bus.KindMetrics),
-		AckPolicy:         jetstream.AckExplicitPolicy,
 		// A crashed process's batches come back after this.
 		AckWait:       20 * time.Second,
 		MaxAckPending: 4 * maxBatchMessages,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return nil, err
 	}
-	return &consumer{s: s, adb: adb, cons: cons, ch: make(chan jetstream.Msg, maxBatchMessages)}, nil
 }
 
 func (c *consumer) run(ctx context.Context) {
-	cc, err := c.cons.Consume(func(m jetstream.Msg) {
-		select {
-		case c.ch <- m:
-		case <-ctx.Done():
-		}
-	}, jetstream.PullMaxMessages(2*maxBatchMessages), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			c.s.logger.Debug("metrics consumer", "agency", c.adb.id, "err", err)
-		}
-	}))
+	wr := &prompb.WriteRequest{}
+	err := c.s.opts.Bus.Consume(ctx, c.spec(), maxBatchMessages, c.s.logger.With("agency", c.adb.id), func(ctx context.Context, batch []jetstream.Msg) {
+		c.appendBatch(ctx, batch, wr)
+	})
 	if err != nil {
 		c.s.logger.Error("start metrics consumer", "agency", c.adb.id, "err", err)
-		return
-	}
-	defer cc.Stop()
-	batch := make([]jetstream.Msg, 0, maxBatchMessages)
-	wr := &prompb.WriteRequest{}
-	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-c.ch:
-			batch = append(batch, m)
-		}
-	drain:
-		for len(batch) < maxBatchMessages {
-			select {
-			case m := <-c.ch:
-				batch = append(batch, m)
-			default:
-				break drain
-			}
-		}
-		c.appendBatch(ctx, batch, wr)
 	}
 }
 
@@ -156,18 +123,18 @@ func (c *consumer) tryAppend(ctx context.Context, batch []jetstream.Msg, wr *pro
 	)
 	for _, m := range batch {
 		if err := c.dec.Decode(m.Data(), wr); err != nil {
+			// A message no retry can cure: to the agency's dead letters,
+			// and the stream moves on.
 			c.s.metrics.badBatches.WithLabelValues(id).Inc()
-			c.s.logger.Error("dropping undecodable metrics batch", "agency", id, "err", err)
+			c.s.logger.Error("undecodable metrics batch moved to the dead letters", "agency", id, "err", err)
+			if err := c.s.opts.Bus.MoveToDeadLetter(ctx, id, bus.StageStore, "undecodable metrics batch: "+err.Error(), m); err != nil {
+				c.s.logger.Error("dead letter not stored", "agency", id, "err", err)
+				continue // retried with the batch
+			}
 			_ = m.Term()
 			continue
 		}
-		n, err := c.appendRequest(app, wr, &b)
-		if err != nil {
-			// The head refused the transaction itself.
-			_ = app.Rollback()
-			return err
-		}
-		appended += n
+		appended += c.appendRequest(app, wr, &b)
 		good = append(good, m)
 	}
 	if err := app.Commit(); err != nil {
@@ -191,10 +158,12 @@ func (c *consumer) nakAll(batch []jetstream.Msg, err error) {
 	}
 }
 
-// appendRequest appends every sample of wr. Per-sample rejections (out of
-// order, too old, duplicate) are counted and skipped, as Prometheus does; an
-// error is returned only when the appender itself fails.
-func (c *consumer) appendRequest(app storage.Appender, wr *prompb.WriteRequest, b *labels.ScratchBuilder) (int, error) {
+// appendRequest appends every sample of wr and returns how many the head
+// took. What the head refuses (out of order, too old, duplicate, an invalid
+// histogram) is counted by reason and skipped, as Prometheus does: one bad
+// sample never holds back the rest of the batch or the batches after it.
+// Only the commit can fail the transaction.
+func (c *consumer) appendRequest(app storage.Appender, wr *prompb.WriteRequest, b *labels.ScratchBuilder) int {
 	if c.refs == nil || time.Since(c.refsSince) > refsMaxAge {
 		c.refs, c.refsSince = map[string]storage.SeriesRef{}, time.Now()
 	}
@@ -232,9 +201,7 @@ func (c *consumer) appendRequest(app storage.Appender, wr *prompb.WriteRequest, 
 				cached = false
 				got, err = app.Append(0, labelsOf(), s.Timestamp, s.Value)
 			}
-			if c.sampleErr(err) != nil {
-				return n, err
-			}
+			c.sampleErr(err)
 			if err == nil {
 				n++
 				ref = got
@@ -247,9 +214,7 @@ func (c *consumer) appendRequest(app storage.Appender, wr *prompb.WriteRequest, 
 			} else {
 				ref, err = app.AppendHistogram(ref, lset, h.Timestamp, h.ToIntHistogram(), nil)
 			}
-			if c.sampleErr(err) != nil {
-				return n, err
-			}
+			c.sampleErr(err)
 			if err == nil {
 				n++
 			}
@@ -258,16 +223,15 @@ func (c *consumer) appendRequest(app storage.Appender, wr *prompb.WriteRequest, 
 			c.refs[strings.Clone(key)] = ref
 		}
 	}
-	return n, nil
+	return n
 }
 
-// sampleErr counts a per-sample rejection and returns nil for it; any other
-// error is returned as fatal for the transaction.
-func (c *consumer) sampleErr(err error) error {
+// sampleErr counts a sample the head refused, by reason.
+func (c *consumer) sampleErr(err error) {
 	if err == nil {
-		return nil
+		return
 	}
-	reason := ""
+	reason := "other"
 	switch {
 	case errors.Is(err, storage.ErrOutOfOrderSample):
 		reason = "out_of_order"
@@ -279,10 +243,13 @@ func (c *consumer) sampleErr(err error) error {
 		reason = "native_histograms_disabled"
 	case errors.Is(err, tsdb.ErrInvalidSample):
 		reason = "invalid_labels"
+	case errors.Is(err, histogram.ErrHistogramCountMismatch), errors.Is(err, histogram.ErrHistogramCountNotBigEnough),
+		errors.Is(err, histogram.ErrHistogramNegativeBucketCount), errors.Is(err, histogram.ErrHistogramSpanNegativeOffset),
+		errors.Is(err, histogram.ErrHistogramSpansBucketsMismatch):
+		reason = "invalid_native_histogram"
 	}
-	if reason == "" {
-		return err
+	if reason == "other" {
+		c.s.logger.Warn("sample refused by the TSDB", "agency", c.adb.id, "err", err)
 	}
 	c.s.metrics.discarded.WithLabelValues(c.adb.id, reason).Inc()
-	return nil
 }

@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/bus"
@@ -40,8 +43,7 @@ func TestSeriesCache(t *testing.T) {
 		require.NoError(t, cons.dec.Decode(data, &got))
 		app := cons.adb.db.Appender(context.Background())
 		var b labels.ScratchBuilder
-		n, err := cons.appendRequest(app, &got, &b)
-		require.NoError(t, err)
+		n := cons.appendRequest(app, &got, &b)
 		require.Equal(t, len(names), n)
 		require.NoError(t, app.Commit())
 	}
@@ -71,4 +73,65 @@ func TestSeriesCache(t *testing.T) {
 		`{__name__="b", agency="alpha"}`:                        3,
 		`{__name__="zz_overwrites_the_buffer", agency="alpha"}`: 1,
 	}, got)
+}
+
+// TestPoisonBatches: a batch the TSDB refuses part of (an invalid native
+// histogram that reached the bus without the door's check) loses only that
+// sample; an undecodable batch goes to the agency's dead letters; the
+// agency's later batches are all stored.
+func TestPoisonBatches(t *testing.T) {
+	c, err := catalogue.Parse([]byte("provider: {name: P}\nagencies:\n  - {id: alpha, name: A, phase: run}\n"), "c.yaml")
+	require.NoError(t, err)
+	ctx := context.Background()
+	b, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	defer b.Close()
+	st, err := New(Options{Dir: filepath.Join(t.TempDir(), "tsdb"), Bus: b})
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, st.Apply(c))
+
+	now := time.Now().UnixMilli()
+	bad := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 1}, ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 0},
+		Schema: 0, PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveDeltas: []int64{5}, Timestamp: now}
+	publish := func(data []byte) {
+		_, err := b.Publish(ctx, &nats.Msg{Subject: bus.AgencySubject("alpha", bus.KindMetrics), Data: data}, "")
+		require.NoError(t, err)
+	}
+	data, err := bus.EncodeMetrics(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: []prompb.Label{{Name: "__name__", Value: "h"}, {Name: "agency", Value: "alpha"}}, Histograms: []prompb.Histogram{bad}},
+		{Labels: []prompb.Label{{Name: "__name__", Value: "ok_before"}, {Name: "agency", Value: "alpha"}}, Samples: []prompb.Sample{{Value: 1, Timestamp: now}}},
+	}})
+	require.NoError(t, err)
+	publish(data)
+	publish([]byte("not a metrics batch"))
+	data, err = bus.EncodeMetrics(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: []prompb.Label{{Name: "__name__", Value: "ok_after"}, {Name: "agency", Value: "alpha"}}, Samples: []prompb.Sample{{Value: 2, Timestamp: now}}},
+	}})
+	require.NoError(t, err)
+	publish(data)
+
+	count := func(name string) int {
+		q, err := st.DB("alpha").Querier(0, now+1)
+		require.NoError(t, err)
+		defer q.Close()
+		ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
+		n := 0
+		for ss.Next() {
+			n++
+		}
+		return n
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, 1, count("ok_before"), "the rest of the batch is stored")
+		assert.Equal(c, 1, count("ok_after"), "later batches are stored")
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 0, count("h"))
+	require.InDelta(t, 1, testutil.ToFloat64(st.metrics.discarded.WithLabelValues("alpha", "invalid_native_histogram")), 0)
+	dls, err := b.DeadLetters(ctx, "alpha", 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	require.Equal(t, bus.StageStore, dls[0].Stage)
+	require.Contains(t, dls[0].Reason, "undecodable")
+	require.Equal(t, bus.AgencySubject("alpha", bus.KindMetrics), dls[0].Subject)
 }

@@ -8,13 +8,12 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
-
-	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // Queryable returns storage that answers every call from the agencies the
 // caller may read: the identity comes from the call's context (see
-// catalogue.NewContext). A context without an identity reads nothing.
+// tenancy.NewContext). A context without an identity reads nothing.
 //
 // An agency's TSDB holds only that agency's series, so a matcher on another
 // agency (agency="other", agency=~".+") simply finds nothing: isolation does
@@ -67,7 +66,7 @@ func (e exemplarQueriers) Select(start, end int64, matchers ...[]*labels.Matcher
 // scope returns the agencies the caller in ctx may read, narrowed by any
 // matchers on the agency label.
 func (s *Store) scope(ctx context.Context, ms []*labels.Matcher) []string {
-	id, ok := catalogue.FromContext(ctx)
+	id, ok := tenancy.FromContext(ctx)
 	if !ok {
 		return nil
 	}
@@ -75,7 +74,7 @@ func (s *Store) scope(ctx context.Context, ms []*labels.Matcher) []string {
 	switch {
 	case id.AllAgencies():
 		candidates = s.Agencies()
-	case id.Role == catalogue.RoleAgency:
+	case id.Role == tenancy.RoleAgency:
 		candidates = []string{id.Agency}
 	default:
 		return nil

@@ -178,8 +178,8 @@ func (s *Store) openDB(a *catalogue.Agency) (*agencyDB, error) {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	adb.stop = cancel
-	c, err := newConsumer(ctx, s, adb)
-	if err != nil {
+	c := newConsumer(s, adb)
+	if _, err := s.opts.Bus.EnsureConsumer(ctx, c.spec()); err != nil {
 		cancel()
 		_ = db.Close()
 		return nil, fmt.Errorf("consume metrics of agency %q: %w", a.ID, err)
@@ -282,7 +282,7 @@ func (s *Store) Drop(agency string) error {
 	if s.opts.Bus != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = s.opts.Bus.JS.DeleteConsumer(ctx, bus.StreamMetrics, s.consumerName(agency))
+		_ = s.opts.Bus.DeleteConsumer(ctx, bus.StreamMetrics, s.consumerName(agency))
 	}
 	return os.RemoveAll(filepath.Join(s.opts.Dir, agency))
 }

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -47,7 +51,7 @@ func Temporary(err error, retryAfter time.Duration) error {
 
 // DeliveryOptions configure one backend's delivery worker.
 type DeliveryOptions struct {
-	// Name of the backend; the durable consumer is "deliver-<name>".
+	// Name of the backend; its consumers are "deliver-<name>-<agency>".
 	Name    string
 	Backend Backend
 	// Primary: the backend whose ticket reference the incident shows. When
@@ -61,68 +65,159 @@ type DeliveryOptions struct {
 	// failure (with jitter): while the backend is down only one attempt per
 	// delay reaches it, and deliveries resume in order when it is back.
 	MinBackoff, MaxBackoff time.Duration
+	// Concurrency bounds the deliveries in flight to the backend at once,
+	// over every agency (default 16). Lanes is how many of an agency's
+	// incidents are delivered at once (default 4): each incident's changes
+	// go through one lane, in order.
+	Concurrency, Lanes int
 }
 
-// deliveryAckWait is how long an outbox entry stays with a worker that
-// reports no progress (a crashed one).
-const deliveryAckWait = 15 * time.Second
-
-// EnsureDelivery creates the backend's outbox consumer, so that everything
-// enqueued from now on is kept for it. Call it before processing alerts.
-func (e *Engine) EnsureDelivery(ctx context.Context, o DeliveryOptions) (jetstream.Consumer, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cons, err := e.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamOutbox, jetstream.ConsumerConfig{
-		Durable:   "deliver-" + o.Name,
-		AckPolicy: jetstream.AckExplicitPolicy,
-		// Short, kept alive with progress reports while a delivery is being
-		// retried: after a crash, the entry in flight is redelivered soon.
-		AckWait: deliveryAckWait,
-		// One at a time: deliveries reach the backend in the order the
-		// incidents changed.
-		MaxAckPending: 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create delivery consumer for %s: %w", o.Name, err)
-	}
-	return cons, nil
-}
-
-// RunDelivery delivers the outbox to one backend until ctx ends.
-func (e *Engine) RunDelivery(ctx context.Context, o DeliveryOptions) error {
+func (o *DeliveryOptions) defaults() {
 	if o.MinBackoff == 0 {
 		o.MinBackoff = 500 * time.Millisecond
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = time.Minute
 	}
-	cons, err := e.EnsureDelivery(ctx, o)
-	if err != nil {
-		return err
+	if o.Concurrency == 0 {
+		o.Concurrency = 16
 	}
-	up := e.metrics.backendUp(o.Name)
-	up.Set(1)
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			if ctx.Err() == nil {
-				time.Sleep(time.Second)
-			}
-			continue
-		}
-		for m := range batch.Messages() {
-			e.deliver(ctx, o, m, up)
+	if o.Lanes == 0 {
+		o.Lanes = 4
+	}
+}
+
+// deliveryAckWait is how long an outbox entry stays with a worker that
+// reports no progress (a crashed one).
+const deliveryAckWait = 15 * time.Second
+
+// deliverySpec is the outbox consumer of one backend and agency: every
+// agency has its own, so that a quiet agency's incident is never queued
+// behind a noisy agency's thousands.
+func deliverySpec(o DeliveryOptions, agency string) bus.ConsumerSpec {
+	return bus.ConsumerSpec{
+		Stream: bus.StreamOutbox, Durable: "deliver-" + o.Name + "-" + agency, Filter: bus.OutboxSubject(agency),
+		// Short, kept alive with progress reports while a delivery is being
+		// retried: after a crash, the entry in flight is redelivered soon.
+		AckWait:       deliveryAckWait,
+		MaxAckPending: 2 * o.Lanes,
+	}
+}
+
+// EnsureDelivery creates the backend's outbox consumers, one per agency of
+// the catalogue, so that everything enqueued from now on is kept for it.
+// Call it before processing alerts; the engine calls it again for agencies
+// added later, before their first alert.
+func (e *Engine) EnsureDelivery(ctx context.Context, o DeliveryOptions) error {
+	o.defaults()
+	e.mu.Lock()
+	known := false
+	for _, d := range e.deliveries {
+		known = known || d.Name == o.Name
+	}
+	if !known {
+		e.deliveries = append(e.deliveries, o)
+	}
+	e.mu.Unlock()
+	for _, a := range e.opts.Catalogue.Get().Agencies {
+		if _, err := e.opts.Bus.EnsureConsumer(ctx, deliverySpec(o, a.ID)); err != nil {
+			return fmt.Errorf("delivery consumer of %s for %s: %w", o.Name, a.ID, err)
 		}
 	}
 	return nil
 }
 
+// ensureDeliveries creates every backend's outbox consumer of one agency.
+func (e *Engine) ensureDeliveries(ctx context.Context, agency string) error {
+	e.mu.Lock()
+	ds := slices.Clone(e.deliveries)
+	e.mu.Unlock()
+	for _, o := range ds {
+		if _, err := e.opts.Bus.EnsureConsumer(ctx, deliverySpec(o, agency)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunDelivery delivers the outbox to one backend until ctx ends: every
+// agency's entries through its own consumer and lanes, at most
+// o.Concurrency at once, one probe at a time while the backend is down.
+func (e *Engine) RunDelivery(ctx context.Context, o DeliveryOptions) error {
+	o.defaults()
+	if err := e.EnsureDelivery(ctx, o); err != nil && ctx.Err() == nil {
+		// The bus is away: each agency's consumer is set up when it is back.
+		e.logger.Warn("delivery consumers not ensured yet", "backend", o.Name, "err", err)
+	}
+	w := &deliveryWorker{e: e, o: o, up: e.metrics.backendUp(o.Name), sem: make(chan struct{}, o.Concurrency), gate: &gate{}}
+	w.up.Set(1)
+	return e.perAgency(ctx, "delivery "+o.Name, func(ctx context.Context, agency string) {
+		w.runAgency(ctx, agency)
+	})
+}
+
+// deliveryWorker delivers to one backend.
+type deliveryWorker struct {
+	e    *Engine
+	o    DeliveryOptions
+	up   prometheus.Gauge
+	sem  chan struct{} // bounds the calls in flight to the backend
+	gate *gate         // while the backend is down, one probe per backoff
+}
+
+// runAgency delivers one agency's outbox entries: each goes to the lane of
+// its incident, so one incident's changes arrive in order while other
+// incidents proceed.
+func (w *deliveryWorker) runAgency(ctx context.Context, agency string) {
+	lanes := make([]chan jetstream.Msg, w.o.Lanes)
+	var wg sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan jetstream.Msg, 1)
+		wg.Go(func() {
+			for m := range lanes[i] {
+				w.deliver(ctx, m)
+			}
+		})
+	}
+	defer func() {
+		for _, l := range lanes {
+			close(l)
+		}
+		wg.Wait()
+	}()
+	err := w.e.opts.Bus.Consume(ctx, deliverySpec(w.o, agency), w.o.Lanes, w.e.logger, func(ctx context.Context, batch []jetstream.Msg) {
+		for _, m := range batch {
+			select {
+			case lanes[laneOf(m, len(lanes))] <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		w.e.logger.Error("delivery consumer", "backend", w.o.Name, "agency", agency, "err", err)
+	}
+}
+
+// laneOf picks the lane of an outbox entry by its incident.
+func laneOf(m jetstream.Msg, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(m.Headers().Get(headerIncident)))
+	return int(h.Sum32() % uint32(n))
+}
+
+// headerIncident names the incident of an outbox entry.
+const headerIncident = "Samdrift-Incident"
+
 // deliver retries one outbox entry until the backend takes it, refuses it
 // for good, or ctx ends (then it is redelivered after a restart).
-func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg, up prometheus.Gauge) {
+func (w *deliveryWorker) deliver(ctx context.Context, m jetstream.Msg) {
+	e, o := w.e, w.o
 	var inc Incident
 	if err := json.Unmarshal(m.Data(), &inc); err != nil {
-		e.logger.Error("dropping undecodable delivery", "backend", o.Name, "err", err)
+		agency, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "outbox."), ".")
+		e.logger.Error("undecodable delivery moved to the dead letters", "backend", o.Name, "agency", agency, "err", err)
+		_ = e.opts.Bus.MoveToDeadLetter(ctx, agency, bus.StageDelivery, "undecodable outbox entry for "+o.Name+": "+err.Error(), m)
 		_ = m.Term()
 		return
 	}
@@ -142,13 +237,23 @@ func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg
 		// to create the ticket.
 		inc.Ticket = e.awaitTicket(ctx, &inc, m, ticketWait)
 	}
-	backoff := o.MinBackoff
 	for attempt := 1; ; attempt++ {
+		if !w.gate.wait(ctx, m) {
+			return
+		}
+		select {
+		case w.sem <- struct{}{}:
+		case <-ctx.Done():
+			w.gate.release()
+			return
+		}
 		start := time.Now()
 		ticket, err := deliverInProgress(ctx, o.Backend, &inc, m)
+		<-w.sem
 		e.metrics.deliverySeconds.WithLabelValues(o.Name).Observe(time.Since(start).Seconds())
 		if err == nil {
-			up.Set(1)
+			w.gate.ok()
+			w.up.Set(1)
 			_ = m.Ack()
 			e.metrics.delivered.WithLabelValues(o.Name).Inc()
 			if o.Primary {
@@ -158,6 +263,7 @@ func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg
 		}
 		var tmp *TemporaryError
 		if !errors.As(err, &tmp) {
+			w.gate.ok() // the backend answered: it is up
 			e.metrics.failed.WithLabelValues(o.Name).Inc()
 			e.logger.Error("backend refused incident; it will not be retried", "backend", o.Name, "incident", inc.ID, "agency", inc.Agency, "err", err)
 			if o.Primary {
@@ -167,21 +273,85 @@ func (e *Engine) deliver(ctx context.Context, o DeliveryOptions, m jetstream.Msg
 			_ = m.Ack()
 			return
 		}
-		up.Set(0)
+		w.up.Set(0)
 		e.metrics.retries.WithLabelValues(o.Name).Inc()
-		wait := backoff
-		if tmp.RetryAfter > wait {
-			wait = tmp.RetryAfter
-		}
-		wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+		wait := w.gate.failed(o.MinBackoff, o.MaxBackoff, tmp.RetryAfter)
 		if attempt == 1 || attempt%10 == 0 {
 			e.logger.Warn("delivery failed, retrying", "backend", o.Name, "incident", inc.ID, "attempt", attempt, "retry_in", wait, "err", err)
 		}
-		backoff = min(backoff*2, o.MaxBackoff)
-		if !sleepInProgress(ctx, m, wait) {
-			return
+	}
+}
+
+// gate keeps a down backend from being hammered by the lanes of every
+// agency: after a temporary failure all wait until the backoff has passed,
+// then one of them probes; its outcome opens the gate for all, or doubles
+// the backoff.
+type gate struct {
+	mu        sync.Mutex
+	downUntil time.Time
+	probing   bool
+	backoff   time.Duration
+}
+
+// wait returns once this caller may try the backend (false if ctx ended),
+// reporting progress on m meanwhile. A caller that was let through while
+// the backend is down is its probe, and must report with ok or failed.
+func (g *gate) wait(ctx context.Context, m jetstream.Msg) bool {
+	for {
+		g.mu.Lock()
+		now := time.Now()
+		switch {
+		case g.downUntil.IsZero():
+			g.mu.Unlock()
+			return true
+		case !g.probing && !now.Before(g.downUntil):
+			g.probing = true
+			g.mu.Unlock()
+			return true
+		}
+		d := time.Until(g.downUntil)
+		g.mu.Unlock()
+		if d < 50*time.Millisecond {
+			d = 50 * time.Millisecond // a probe is under way
+		}
+		if !sleepInProgress(ctx, m, d) {
+			return false
 		}
 	}
+}
+
+// ok opens the gate: the backend answered.
+func (g *gate) ok() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.downUntil, g.probing, g.backoff = time.Time{}, false, 0
+}
+
+// release ends a probe that did not happen.
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.probing = false
+}
+
+// failed closes the gate for the next backoff (at least what the backend
+// asked for) and returns it.
+func (g *gate) failed(minB, maxB, retryAfter time.Duration) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.backoff == 0:
+		g.backoff = minB
+	case g.probing || time.Now().After(g.downUntil):
+		g.backoff = min(2*g.backoff, maxB)
+	}
+	wait := max(g.backoff, retryAfter)
+	wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+	if until := time.Now().Add(wait); until.After(g.downUntil) {
+		g.downUntil = until
+	}
+	g.probing = false
+	return wait
 }
 
 // sleepInProgress waits, telling JetStream the message is still being
@@ -260,32 +430,36 @@ func (e *Engine) noticeFailure(ctx context.Context, inc Incident, cause error) {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	id := fmt.Sprintf("%s-%d-failed", inc.ID, inc.Version)
-	if _, err := e.opts.Bus.JS.Publish(pctx, bus.OutboxSubject(inc.Agency), b, jetstream.WithMsgID(id)); err != nil {
+	msg := &nats.Msg{Subject: bus.OutboxSubject(inc.Agency), Data: b, Header: nats.Header{}}
+	msg.Header.Set(headerIncident, inc.ID)
+	if _, err := e.opts.Bus.Publish(pctx, msg, id); err != nil {
 		e.logger.Error("queue delivery failure notice", "incident", inc.ID, "err", err)
 	}
 }
 
-// PruneDeliveries removes the outbox consumers of backends no longer
-// configured: the outbox keeps each entry until every consumer took it.
+// PruneDeliveries removes the outbox consumers of backends and agencies no
+// longer configured: the outbox keeps each entry until every consumer took
+// it.
 func (e *Engine) PruneDeliveries(ctx context.Context, keep []DeliveryOptions) error {
 	want := map[string]bool{}
 	for _, d := range keep {
-		want["deliver-"+d.Name] = true
+		for _, a := range e.opts.Catalogue.Get().Agencies {
+			want[deliverySpec(d, a.ID).Durable] = true
+		}
 	}
-	s, err := e.opts.Bus.JS.Stream(ctx, bus.StreamOutbox)
+	names, err := e.opts.Bus.ConsumerNames(ctx, bus.StreamOutbox)
 	if err != nil {
 		return err
 	}
-	names := s.ConsumerNames(ctx)
-	for name := range names.Name() {
+	for _, name := range names {
 		if strings.HasPrefix(name, "deliver-") && !want[name] {
-			if err := s.DeleteConsumer(ctx, name); err != nil {
+			if err := e.opts.Bus.DeleteConsumer(ctx, bus.StreamOutbox, name); err != nil {
 				return err
 			}
-			e.logger.Info("removed outbox consumer of a backend no longer configured", "consumer", name)
+			e.logger.Info("removed outbox consumer of a backend or agency no longer configured", "consumer", name)
 		}
 	}
-	return names.Err()
+	return nil
 }
 
 // ticketWait bounds how long a notification waits for the ticket number.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,6 +46,9 @@ type Options struct {
 	Meter interface {
 		Add(agency, kind string, n float64)
 	}
+	// Workers bounds the agencies whose alerts are processed at once
+	// (default 8).
+	Workers int
 }
 
 // Engine turns alerts into incidents.
@@ -54,6 +58,11 @@ type Engine struct {
 	tracer  trace.Tracer
 	state   jetstream.KeyValue
 	metrics *metrics
+	// workers bounds the agencies whose alerts are processed at once.
+	workers chan struct{}
+
+	mu         sync.Mutex
+	deliveries []DeliveryOptions // every backend's consumers exist for every agency
 }
 
 // New opens the incident state bucket.
@@ -74,48 +83,132 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Workers == 0 {
+		o.Workers = 8
+	}
 	return &Engine{
 		opts: o, logger: o.Logger, tracer: o.Tracer.Tracer("github.com/samdrift/samdrift/ticketing"),
-		state: kv, metrics: newMetrics(o.Registerer),
+		state: kv, metrics: newMetrics(o.Registerer), workers: make(chan struct{}, o.Workers),
 	}, nil
 }
 
-// Run consumes agency.*.alerts and sweeps open incidents until ctx ends.
-func (e *Engine) Run(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	cons, err := e.opts.Bus.JS.CreateOrUpdateConsumer(cctx, bus.StreamAlerts, jetstream.ConsumerConfig{
-		Durable:       Durable,
-		FilterSubject: "agency.*.alerts",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		// A crashed replica's messages come back after this.
+// maxDeliveries bounds how often one message of alerts is tried: past it,
+// the message goes to the agency's dead letters and the stream moves on.
+const maxDeliveries = 10
+
+// alertsSpec is the engine replicas' shared consumer of one agency's
+// alerts: every agency has its own, so that one agency's flood never
+// queues another's alerts behind it.
+func alertsSpec(agency string) bus.ConsumerSpec {
+	return bus.ConsumerSpec{
+		Stream: bus.StreamAlerts, Durable: Durable + "-" + agency, Filter: bus.AgencySubject(agency, bus.KindAlerts),
+		// A crashed replica's messages come back after this; a message
+		// being processed reports progress meanwhile.
 		AckWait:       15 * time.Second,
-		MaxAckPending: 256,
+		MaxAckPending: 16,
+	}
+}
+
+// Run consumes every agency's alerts and sweeps open incidents until ctx
+// ends. Before an agency's first alert is processed, every backend's
+// outbox consumer for it exists.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(e.opts.SweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+					e.logger.Warn("sweep incidents", "err", err)
+				}
+			}
+		}
 	})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("create ticketing consumer: %w", err)
+	defer wg.Wait()
+	return e.perAgency(ctx, "incident engine", func(ctx context.Context, agency string) {
+		if err := e.ensureDeliveries(ctx, agency); err != nil {
+			e.logger.Error("delivery consumers of a new agency", "agency", agency, "err", err)
+			return
+		}
+		err := e.opts.Bus.Consume(ctx, alertsSpec(agency), 1, e.logger, func(ctx context.Context, batch []jetstream.Msg) {
+			for _, m := range batch {
+				select {
+				case e.workers <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				e.handle(ctx, m)
+				<-e.workers
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			e.logger.Error("alerts consumer", "agency", agency, "err", err)
+		}
+	})
+}
+
+// perAgency runs f for every agency of the catalogue, each in its own
+// goroutine, starting it for agencies added and stopping it for agencies
+// removed, until ctx ends.
+func (e *Engine) perAgency(ctx context.Context, what string, f func(ctx context.Context, agency string)) error {
+	type worker struct {
+		cancel context.CancelFunc
+		done   chan struct{}
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { e.handle(ctx, m) }, jetstream.PullMaxMessages(64))
-	if err != nil {
-		return fmt.Errorf("consume alerts: %w", err)
-	}
-	defer cc.Stop()
-	t := time.NewTicker(e.opts.SweepInterval)
+	running := map[string]worker{}
+	var wg sync.WaitGroup
+	defer func() {
+		for _, w := range running {
+			w.cancel()
+		}
+		wg.Wait()
+	}()
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
+		want := map[string]bool{}
+		for _, a := range e.opts.Catalogue.Get().Agencies {
+			want[a.ID] = true
+			w, ok := running[a.ID]
+			if ok {
+				select {
+				case <-w.done:
+					// It gave up (the bus was away): start it again.
+					e.logger.Warn("restarting", "worker", what, "agency", a.ID)
+					ok = false
+				default:
+				}
+			}
+			if !ok {
+				actx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				running[a.ID] = worker{cancel, done}
+				wg.Go(func() { defer close(done); f(actx, a.ID) })
+			}
+		}
+		for id, w := range running {
+			if !want[id] {
+				w.cancel()
+				delete(running, id)
+				e.logger.Info("stopped for an agency no longer in the catalogue", "worker", what, "agency", id)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-				e.logger.Warn("sweep incidents", "err", err)
-			}
 		}
 	}
 }
 
 // handle processes one message of alerts; it is acked only when every
-// alert's incident state and outbox entry are stored.
+// alert's incident state and outbox entry are stored. A message that
+// cannot be decoded, or is still not processed after maxDeliveries tries,
+// goes to the agency's dead letters.
 func (e *Engine) handle(ctx context.Context, m jetstream.Msg) {
 	agency, kind, ok := bus.ParseAgencySubject(m.Subject())
 	if !ok || kind != bus.KindAlerts {
@@ -124,20 +217,49 @@ func (e *Engine) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	var alerts []bus.Alert
 	if err := json.Unmarshal(m.Data(), &alerts); err != nil {
-		e.logger.Error("dropping undecodable alerts", "agency", agency, "err", err)
+		e.logger.Error("undecodable alerts moved to the dead letters", "agency", agency, "err", err)
 		e.metrics.skipped.WithLabelValues(agency, "undecodable").Inc()
-		_ = m.Term()
+		e.deadLetter(ctx, agency, m, "undecodable alerts: "+err.Error())
 		return
 	}
 	ctx, span := e.tracer.Start(bus.ExtractTrace(ctx, m.Headers()), "ticketing.process",
 		trace.WithAttributes(attribute.String("agency", agency), attribute.Int("alerts", len(alerts))))
 	defer span.End()
+	// A message of many alerts takes a while: its progress keeps it ours.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
 	if err := e.Process(ctx, agency, alerts); err != nil {
+		if bus.Deliveries(m) >= maxDeliveries {
+			e.logger.Error("alerts not processed after retries; moved to the dead letters", "agency", agency, "err", err)
+			e.deadLetter(ctx, agency, m, fmt.Sprintf("not processed after %d tries: %v", maxDeliveries, err))
+			return
+		}
 		e.logger.Warn("alerts not processed, will retry", "agency", agency, "err", err)
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
 	_ = m.Ack()
+}
+
+func (e *Engine) deadLetter(ctx context.Context, agency string, m jetstream.Msg, reason string) {
+	if err := e.opts.Bus.MoveToDeadLetter(ctx, agency, bus.StageTicketing, reason, m); err != nil {
+		e.logger.Error("dead letter not stored; will retry", "agency", agency, "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Term()
 }
 
 // Process applies alerts of one agency to their incidents.
@@ -247,7 +369,7 @@ func (e *Engine) enqueue(ctx context.Context, key string, inc *Incident, rev uin
 	bus.InjectTrace(ctx, msg)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := e.opts.Bus.JS.PublishMsg(pctx, msg, jetstream.WithMsgID(inc.ID+"-"+strconv.FormatUint(inc.Version, 10))); err != nil {
+	if _, err := e.opts.Bus.Publish(pctx, msg, inc.ID+"-"+strconv.FormatUint(inc.Version, 10)); err != nil {
 		return fmt.Errorf("enqueue delivery of %s: %w", inc.ID, err)
 	}
 	inc.Enqueued = inc.Version

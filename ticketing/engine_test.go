@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/bus"
@@ -52,7 +53,7 @@ func TestTwoReplicasOneIncident(t *testing.T) {
 		engines = append(engines, e)
 	}
 	d := ticketing.DeliveryOptions{Name: "builtin", Backend: store, Primary: true}
-	_, err = engines[0].EnsureDelivery(ctx, d)
+	err = engines[0].EnsureDelivery(ctx, d)
 	require.NoError(t, err)
 	for _, e := range engines {
 		go func() { _ = e.RunDelivery(ctx, d) }()
@@ -73,18 +74,13 @@ func TestTwoReplicasOneIncident(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		recs, err := store.List(ctx, builtin.Filter{})
-		require.NoError(t, err)
-		if len(recs) != keys {
-			return false
-		}
+		require.NoError(c, err)
+		require.Len(c, recs, keys)
 		for _, r := range recs {
-			if r.Count != rounds {
-				return false
-			}
+			assert.Equal(c, rounds, r.Count, r.Key)
 		}
-		return true
 	}, 30*time.Second, 100*time.Millisecond)
 	recs, err := store.List(ctx, builtin.Filter{})
 	require.NoError(t, err)
@@ -108,7 +104,7 @@ func TestBackendOutage(t *testing.T) {
 	e, err := ticketing.New(ctx, ticketing.Options{Bus: b, Catalogue: h})
 	require.NoError(t, err)
 	d := ticketing.DeliveryOptions{Name: "builtin", Backend: counting, Primary: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond}
-	_, err = e.EnsureDelivery(ctx, d)
+	err = e.EnsureDelivery(ctx, d)
 	require.NoError(t, err)
 	go func() { _ = e.RunDelivery(ctx, d) }()
 
@@ -131,10 +127,11 @@ func TestBackendOutage(t *testing.T) {
 	require.Less(t, attempts, 15, "a down backend gets one attempt per backoff, not a storm")
 
 	store.SetAvailable(true)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		recs, err := store.List(ctx, builtin.Filter{})
-		require.NoError(t, err)
-		return len(recs) == n && countState(recs, ticketing.StateResolved) == 5
+		require.NoError(c, err)
+		assert.Len(c, recs, n)
+		assert.Equal(c, 5, countState(recs, ticketing.StateResolved))
 	}, 30*time.Second, 100*time.Millisecond)
 	recs, err = store.List(ctx, builtin.Filter{Agencies: []string{"beta"}})
 	require.NoError(t, err)

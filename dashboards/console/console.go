@@ -22,28 +22,28 @@ import (
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/dashboards/report"
-	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
 
 //go:embed templates/*.html
 var templatesFS embed.FS
 
-// CookieName holds the token of a logged-in console user.
-const CookieName = "samdrift_session"
-
 // Options configure the console.
 type Options struct {
 	Catalogue *catalogue.Holder
+	// Guard identifies callers (session cookie or bearer token) and audits
+	// refused cross-agency pages.
+	Guard *tenancy.Guard
+	// Sessions are the sign-in sessions; nil allows bearer tokens only.
+	Sessions  *tenancy.Sessions
 	Engine    promql.QueryEngine
 	Queryable storage.Queryable
 	Incidents *builtin.Store
 	Logger    *slog.Logger
-	// Audit receives denied cross-agency attempts.
-	Audit   interface{ Write(audit.Entry) error }
-	Now     func() time.Time
-	Version string
-	// Extra adds links to the agency portal (the SLA report, once built).
+	Now       func() time.Time
+	Version   string
+	// ReportLinks adds links to the agency's monthly SLA report.
 	ReportLinks bool
 }
 
@@ -58,11 +58,11 @@ func New(o Options) *Console {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Audit == nil {
-		o.Audit = (*audit.Log)(nil)
-	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Guard == nil {
+		o.Guard = tenancy.NewGuard(tenancy.GuardOptions{Credentials: o.Catalogue.Credentials})
 	}
 	funcs := template.FuncMap{
 		"pct":      pct,
@@ -76,27 +76,38 @@ func New(o Options) *Console {
 }
 
 // identity returns the caller: a session cookie or a bearer token.
-func (c *Console) identity(r *http.Request) (catalogue.Identity, bool) {
-	cat := c.o.Catalogue.Get()
-	if ck, err := r.Cookie(CookieName); err == nil {
-		if id, ok := cat.Authenticate(ck.Value); ok {
-			return id, true
-		}
-	}
-	return cat.Authenticate(catalogue.BearerToken(r))
+func (c *Console) identity(r *http.Request) (tenancy.Identity, bool) {
+	return c.o.Guard.IdentifySession(r)
 }
 
-// Handler serves /, /login, /logout, /agency/{id} and /runbooks.
+// Route is one page of the console.
+type Route struct {
+	Pattern string
+	Handler http.Handler
+}
+
+// Routes are the console's pages: /, /login, /logout, /agency/{id},
+// /agency/{id}/report and /runbooks.
+func (c *Console) Routes() []Route {
+	h := func(f http.HandlerFunc) http.Handler { return securityHeaders(f) }
+	return []Route{
+		{"GET /{$}", h(c.home)},
+		{"GET /login", h(func(w http.ResponseWriter, r *http.Request) { c.loginPage(w, "", http.StatusOK) })},
+		{"POST /login", h(c.login)},
+		{"POST /logout", h(c.logout)},
+		{"GET /agency/{id}", h(c.agencyPage)},
+		{"GET /agency/{id}/report", h(c.reportPage)},
+		{"GET /runbooks", h(func(w http.ResponseWriter, r *http.Request) { c.render(w, "runbooks.html", c.base(nil)) })},
+	}
+}
+
+// Handler serves the console's routes alone (tests, fuzzing).
 func (c *Console) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", c.home)
-	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { c.loginPage(w, "", http.StatusOK) })
-	mux.HandleFunc("POST /login", c.login)
-	mux.HandleFunc("POST /logout", c.logout)
-	mux.HandleFunc("GET /agency/{id}", c.agencyPage)
-	mux.HandleFunc("GET /agency/{id}/report", c.reportPage)
-	mux.HandleFunc("GET /runbooks", func(w http.ResponseWriter, r *http.Request) { c.render(w, "runbooks.html", c.base(nil)) })
-	return securityHeaders(mux)
+	for _, r := range c.Routes() {
+		mux.Handle(r.Pattern, r.Handler)
+	}
+	return http.NewCrossOriginProtection().Handler(mux)
 }
 
 // securityHeaders forbids external loads and framing.
@@ -114,7 +125,7 @@ type page struct {
 	Provider string
 	Version  string
 	Now      string
-	Identity *catalogue.Identity
+	Identity *tenancy.Identity
 	Who      string
 	Error    string
 	Refresh  int
@@ -123,7 +134,7 @@ type page struct {
 	Reports  bool
 }
 
-func (c *Console) base(id *catalogue.Identity) page {
+func (c *Console) base(id *tenancy.Identity) page {
 	cat := c.o.Catalogue.Get()
 	p := page{Provider: cat.Provider.Name, Version: c.o.Version, Now: c.o.Now().In(cat.Location()).Format("2006-01-02 15:04:05 MST"), Identity: id, Reports: c.o.ReportLinks}
 	if id != nil {
@@ -149,22 +160,43 @@ func (c *Console) loginPage(w http.ResponseWriter, msg string, code int) {
 	}
 }
 
+// login exchanges a token for a session: the cookie holds a random session
+// id with an expiry, never the token.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		c.loginPage(w, "The form could not be read.", http.StatusBadRequest)
 		return
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
-	if _, ok := c.o.Catalogue.Get().Authenticate(token); !ok {
+	id, ok := c.o.Catalogue.Get().Authenticate(token)
+	if !ok {
 		c.loginPage(w, "That token is not valid.", http.StatusUnauthorized)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	if c.o.Sessions == nil {
+		c.loginPage(w, "Sign-in is not available here; use a bearer token.", http.StatusServiceUnavailable)
+		return
+	}
+	sid, err := c.o.Sessions.Create(r.Context(), id)
+	if err != nil {
+		c.o.Logger.Error("create console session", "err", err)
+		c.loginPage(w, "Sign-in is unavailable right now; try again.", http.StatusServiceUnavailable)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: tenancy.SessionCookie, Value: sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: r.TLS != nil, MaxAge: int(c.o.Sessions.TTL().Seconds())})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
+// logout revokes the session on the server and clears the cookie.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	if ck, err := r.Cookie(tenancy.SessionCookie); err == nil && c.o.Sessions != nil {
+		if err := c.o.Sessions.Revoke(r.Context(), ck.Value); err != nil {
+			c.o.Logger.Warn("revoke console session", "err", err)
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: tenancy.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
@@ -174,11 +206,11 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 		c.loginPage(w, "", http.StatusOK)
 		return
 	}
-	if id.Role == catalogue.RoleAgency {
+	if id.Role == tenancy.RoleAgency {
 		http.Redirect(w, r, "/agency/"+id.Agency, http.StatusSeeOther)
 		return
 	}
-	ctx := catalogue.NewContext(r.Context(), id)
+	ctx := tenancy.NewContext(r.Context(), id)
 	p := c.base(&id)
 	p.Refresh = 30
 	p.Wall = c.views(ctx, id, nil)
@@ -192,16 +224,13 @@ func (c *Console) agencyPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	want := r.PathValue("id")
+	ctx := tenancy.NewContext(r.Context(), id)
 	a := c.o.Catalogue.Get().Agency(want)
-	if a == nil || !id.CanRead(want) {
-		if id.Role == catalogue.RoleAgency && id.Agency != want {
-			_ = c.o.Audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency, Detail: map[string]any{"requested": want, "path": r.URL.Path}})
-		}
+	if c.o.Guard.Authorize(ctx, want, map[string]any{"path": r.URL.Path}) != nil || a == nil {
 		// The same answer whether the agency exists or not.
 		http.Error(w, "404 page not found", http.StatusNotFound)
 		return
 	}
-	ctx := catalogue.NewContext(r.Context(), id)
 	p := c.base(&id)
 	p.Refresh = 60
 	views := c.views(ctx, id, a)
@@ -241,7 +270,13 @@ type incidentView struct {
 	Open                                          bool
 }
 
-func (c *Console) instant(ctx context.Context, q string) promql.Vector {
+// instant runs q, scoped to the agencies shown (tenancy.ScopeSet).
+func (c *Console) instant(ctx context.Context, agencies []string, q string) promql.Vector {
+	q, err := tenancy.ScopeSet(q, agencies)
+	if err != nil {
+		c.o.Logger.Error("console query", "err", err)
+		return nil
+	}
 	qry, err := c.o.Engine.NewInstantQuery(ctx, c.o.Queryable, nil, q, c.o.Now())
 	if err != nil {
 		return nil
@@ -252,7 +287,13 @@ func (c *Console) instant(ctx context.Context, q string) promql.Vector {
 	return v
 }
 
-func (c *Console) series(ctx context.Context, q string, from time.Time, step time.Duration) map[string][]float64 {
+// series runs q over a range, scoped to the agencies shown.
+func (c *Console) series(ctx context.Context, agencies []string, q string, from time.Time, step time.Duration) map[string][]float64 {
+	q, err := tenancy.ScopeSet(q, agencies)
+	if err != nil {
+		c.o.Logger.Error("console query", "err", err)
+		return nil
+	}
 	qry, err := c.o.Engine.NewRangeQuery(ctx, c.o.Queryable, nil, q, from, c.o.Now(), step)
 	if err != nil {
 		return nil
@@ -272,7 +313,7 @@ func (c *Console) series(ctx context.Context, q string, from time.Time, step tim
 
 // views gathers what the pages show, for the agencies the caller may read
 // (only a when set). Every figure comes through the scoped store.
-func (c *Console) views(ctx context.Context, id catalogue.Identity, only *catalogue.Agency) []agencyView {
+func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogue.Agency) []agencyView {
 	cat := c.o.Catalogue.Get()
 	byKey := func(v promql.Vector) map[string]float64 {
 		m := map[string]float64{}
@@ -281,10 +322,16 @@ func (c *Console) views(ctx context.Context, id catalogue.Identity, only *catalo
 		}
 		return m
 	}
-	mtd := byKey(c.instant(ctx, `sla:availability:mtd`))
-	budget := byKey(c.instant(ctx, `sla:error_budget_remaining:month`))
+	var shown []string
+	for _, a := range cat.Agencies {
+		if (only == nil || a.ID == only.ID) && id.CanRead(a.ID) {
+			shown = append(shown, a.ID)
+		}
+	}
+	mtd := byKey(c.instant(ctx, shown, `sla:availability:mtd`))
+	budget := byKey(c.instant(ctx, shown, `sla:error_budget_remaining:month`))
 	alerts := map[string]string{}
-	for _, s := range c.instant(ctx, `ALERTS{alertstate="firing",alertname=~"SLAErrorBudgetBurnFast|SLAErrorBudgetBurnSlow|ServiceDown"}`) {
+	for _, s := range c.instant(ctx, shown, `ALERTS{alertstate="firing",alertname=~"SLAErrorBudgetBurnFast|SLAErrorBudgetBurnSlow|ServiceDown"}`) {
 		k := s.Metric.Get("agency") + "/" + s.Metric.Get("service")
 		label := map[string]string{"SLAErrorBudgetBurnFast": "PAGE", "SLAErrorBudgetBurnSlow": "TICKET", "ServiceDown": "DOWN"}[s.Metric.Get("alertname")]
 		if rank(label) > rank(alerts[k]) {
@@ -296,7 +343,7 @@ func (c *Console) views(ctx context.Context, id catalogue.Identity, only *catalo
 	if only != nil {
 		span, step = 7*24*time.Hour, 3*time.Hour
 	}
-	sparks := c.series(ctx, `sla:availability:ratio_rate5m`, c.o.Now().Add(-span), step)
+	sparks := c.series(ctx, shown, `sla:availability:ratio_rate5m`, c.o.Now().Add(-span), step)
 
 	var incs []builtin.Record
 	if c.o.Incidents != nil {
@@ -388,10 +435,8 @@ func (c *Console) reportPage(w http.ResponseWriter, r *http.Request) {
 	want := r.PathValue("id")
 	cat := c.o.Catalogue.Get()
 	a := cat.Agency(want)
-	if a == nil || !id.CanRead(want) {
-		if id.Role == catalogue.RoleAgency && id.Agency != want {
-			_ = c.o.Audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency, Detail: map[string]any{"requested": want, "path": r.URL.Path}})
-		}
+	ctx := tenancy.NewContext(r.Context(), id)
+	if c.o.Guard.Authorize(ctx, want, map[string]any{"path": r.URL.Path}) != nil || a == nil {
 		http.Error(w, "404 page not found", http.StatusNotFound)
 		return
 	}
@@ -399,7 +444,6 @@ func (c *Console) reportPage(w http.ResponseWriter, r *http.Request) {
 	if month == "" {
 		month = c.o.Now().In(a.Location()).Format("2006-01")
 	}
-	ctx := catalogue.NewContext(r.Context(), id)
 	var recs []builtin.Record
 	if c.o.Incidents != nil {
 		recs, _ = c.o.Incidents.List(ctx, builtin.Filter{Agencies: []string{a.ID}})

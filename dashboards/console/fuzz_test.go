@@ -14,6 +14,7 @@ import (
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/dashboards/console"
 	"github.com/samdrift/samdrift/store"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // FuzzConsoleInput: whatever alpha types into the console's forms and
@@ -38,7 +39,7 @@ agencies:
 	require.NoError(f, err)
 	f.Cleanup(func() { st.Close() })
 	require.NoError(f, st.Apply(c))
-	h := console.New(console.Options{Catalogue: catalogue.NewHolder(c), Engine: store.NewEngine(nil, nil), Queryable: st.Queryable(), ReportLinks: true}).Handler()
+	h := console.New(console.Options{Catalogue: catalogue.NewHolder(c), Sessions: tenancy.NewSessions(&tenancy.MemorySessionStore{}, 0), Engine: store.NewEngine(nil, nil), Queryable: st.Queryable(), ReportLinks: true}).Handler()
 
 	serve := func(req *http.Request) (int, string) {
 		rec := httptest.NewRecorder()

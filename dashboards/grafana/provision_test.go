@@ -14,6 +14,7 @@ import (
 	"github.com/samdrift/samdrift/dashboards"
 	"github.com/samdrift/samdrift/dashboards/grafana"
 	"github.com/samdrift/samdrift/dashboards/grafana/grafanasim"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 const cat1 = `provider: {name: Provider IT}
@@ -61,11 +62,11 @@ func TestProvision(t *testing.T) {
 	c.SetGrafanaKey(key)
 	id, ok := c.Authenticate(strings.TrimPrefix(header, "Bearer "))
 	require.True(t, ok)
-	require.Equal(t, catalogue.Identity{Role: catalogue.RoleAgency, Agency: "alpha", Credential: "grafana-alpha", ReadOnly: true}, id)
+	require.Equal(t, tenancy.Identity{Role: tenancy.RoleAgency, Agency: "alpha", Credential: "grafana-alpha", ReadOnly: true}, id)
 	nocHeader := sim.OrgByName("Samdrift NOC").Secure[dashboards.DatasourceUID]["httpHeaderValue1"]
 	id, ok = c.Authenticate(strings.TrimPrefix(nocHeader, "Bearer "))
 	require.True(t, ok)
-	require.Equal(t, catalogue.RoleOps, id.Role)
+	require.Equal(t, tenancy.RoleOps, id.Role)
 	_, ok = c.Authenticate("sdg_beta.forged")
 	require.False(t, ok)
 	require.NotNil(t, alpha.Dashboards[dashboards.AgencyUID("alpha")])

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -383,22 +384,42 @@ type incidentRecord struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// listIncidents reads every incident, page by page.
 func listIncidents(ctx context.Context, c *http.Client, base string) ([]incidentRecord, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/incidents", nil)
-	if err != nil {
-		return nil, err
+	var out []incidentRecord
+	cursor := ""
+	for {
+		u := base + "/api/v1/incidents?limit=1000"
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer bench-ops-token")
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		var env struct {
+			Data struct {
+				Incidents []incidentRecord `json:"incidents"`
+				Next      string           `json:"next"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&env)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, errors.New("incidents API: " + resp.Status)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, env.Data.Incidents...)
+		if env.Data.Next == "" {
+			return out, nil
+		}
+		cursor = env.Data.Next
 	}
-	req.Header.Set("Authorization", "Bearer bench-ops-token")
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, errors.New("incidents API: " + resp.Status)
-	}
-	var env struct {
-		Data []incidentRecord `json:"data"`
-	}
-	return env.Data, json.NewDecoder(resp.Body).Decode(&env)
 }

@@ -7,11 +7,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -26,8 +28,8 @@ func TestDemo(t *testing.T) {
 	p := start(t, addr, "demo", "--data-dir", filepath.Join(t.TempDir(), "demo"), "--remedy-sim")
 	require.Eventually(t, func() bool { return strings.Contains(p.Logs.String(), "ops-demo-token") }, 10*time.Second, 50*time.Millisecond)
 	agencies := []string{"af", "bo", "digg", "ehm", "pm", "ssc", "tullverket"}
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, "ops-demo-token", `count by (agency) (up)`)) == len(agencies)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, "ops-demo-token", `count by (agency) (up)`), len(agencies))
 	}, 60*time.Second, time.Second)
 	for _, a := range agencies {
 		got := query(t, addr, a+"-demo-token", `up`)
@@ -37,20 +39,15 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	// The simulated services expose application metrics too.
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, "digg-demo-token", `rate(http_requests_total[1m])`)) > 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NotEmpty(c, query(c, addr, "digg-demo-token", `rate(http_requests_total[1m])`))
 	}, 30*time.Second, time.Second)
 
 	// bo's complaints service fails 30s in; its outage alert (for: 1m)
 	// becomes an incident of bo within two minutes of the start.
-	require.Eventually(t, func() bool {
-		_, incs := incidents(t, addr, "bo-demo-token", "")
-		for _, inc := range incs {
-			if inc.Service == "anmalan" && inc.AlertName == "ServiceDown" {
-				return true
-			}
-		}
-		return false
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, incs := incidents(c, addr, "bo-demo-token", "")
+		assert.True(c, slices.ContainsFunc(incs, func(inc incident) bool { return inc.Service == "anmalan" && inc.AlertName == "ServiceDown" }))
 	}, 150*time.Second, time.Second)
 	_, digg := incidents(t, addr, "digg-demo-token", "")
 	for _, inc := range digg {
@@ -135,16 +132,14 @@ func TestTracing(t *testing.T) {
 }
 
 // boTicket returns the ticket of bo's first incident as the API shows it.
-func boTicket(t *testing.T, addr string) string {
+func boTicket(t T, addr string) string {
 	var ticket string
-	require.Eventually(t, func() bool {
-		_, body := get(t, "http://"+addr+"/api/v1/incidents?agency=bo", "bo-demo-token")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, body := get(c, "http://"+addr+"/api/v1/incidents?agency=bo", "bo-demo-token")
 		m := regexp.MustCompile(`"ticket":"(INC\d+)"`).FindStringSubmatch(body)
-		if m == nil {
-			return false
+		if assert.NotNil(c, m, "bo's incident has its Remedy number") {
+			ticket = m[1]
 		}
-		ticket = m[1]
-		return true
 	}, 30*time.Second, 500*time.Millisecond)
 	return ticket
 }
@@ -163,13 +158,17 @@ func TestDemoOnboarding(t *testing.T) {
 	out := cli(t, 0, "agency", "onboard", "--config", cfg, "--id", "jo", "--name", "Justitieombudsmannen",
 		"--service", "web=Webb", "--probe", "web="+base+"/-/healthy", "--wait", base)
 	token := regexp.MustCompile(`token: (sd_\S+)`).FindStringSubmatch(out)[1]
-	require.Eventually(t, func() bool {
-		v := query(t, addr, token, `probe_success`)
-		return len(v) == 1 && v[0].Metric["agency"] == "jo"
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		v := query(c, addr, token, `probe_success`)
+		if assert.Len(c, v, 1) {
+			assert.Equal(c, "jo", v[0].Metric["agency"])
+		}
 	}, 20*time.Second, 100*time.Millisecond, "the new agency's probe data")
-	require.Eventually(t, func() bool {
-		v := query(t, addr, token, `sla:slot:good`)
-		return len(v) == 1 && v[0].Metric["service"] == "web"
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		v := query(c, addr, token, `sla:slot:good`)
+		if assert.Len(c, v, 1) {
+			assert.Equal(c, "web", v[0].Metric["service"])
+		}
 	}, 20*time.Second, 100*time.Millisecond, "the new agency's SLA rules evaluate")
 	t.Logf("demo: onboard → probe data and SLA rules in %.1fs", time.Since(began).Seconds())
 	code, body := get(t, base+"/api/v1/incidents?agency=digg", token)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
@@ -292,7 +293,7 @@ func TestFaultDiskFull(t *testing.T) {
 		}
 	}
 	push(100)
-	require.Eventually(t, func() bool { return len(query(t, addr, alphaToken, `disk_metric`)) > 0 }, 20*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.NotEmpty(c, query(c, addr, alphaToken, `disk_metric`)) }, 20*time.Second, 100*time.Millisecond)
 
 	// Fill the filesystem.
 	filler := filepath.Join(data, "filler")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/dashboards"
@@ -43,7 +44,7 @@ func TestDashboardsProvision(t *testing.T) {
 	require.Equal(t, 204, pushRW(t, addr, betaToken, ts(time.Now(), 2, "__name__", "gf_metric")).code)
 	header := sim.OrgByName("Samdrift: Alpha (alpha)").Secure[dashboards.DatasourceUID]["httpHeaderValue1"]
 	token := strings.TrimPrefix(header, "Bearer ")
-	require.Eventually(t, func() bool { return len(query(t, addr, token, `gf_metric`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, token, `gf_metric`), 1) }, 10*time.Second, 100*time.Millisecond)
 	require.Equal(t, "alpha", query(t, addr, token, `gf_metric`)[0].Metric["agency"], "alpha's Grafana sees alpha only")
 	r := pushRW(t, addr, token, ts(time.Now(), 3, "__name__", "sneaky"))
 	require.Equal(t, 403, r.code, "the Grafana credential is read-only")

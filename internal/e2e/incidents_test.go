@@ -12,42 +12,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samdrift/samdrift/internal/apptest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-type incident struct {
-	ID           string                  `json:"id"`
-	Key          string                  `json:"key"`
-	Agency       string                  `json:"agency"`
-	Service      string                  `json:"service"`
-	AlertName    string                  `json:"alertname"`
-	State        string                  `json:"state"`
-	Queue        string                  `json:"queue"`
-	Company      string                  `json:"company"`
-	Priority     string                  `json:"priority"`
-	Count        int                     `json:"count"`
-	Acknowledged bool                    `json:"acknowledged"`
-	Assignee     string                  `json:"assignee"`
-	WorkLog      []struct{ Text string } `json:"work_log"`
-	Notes        []struct{ Text string } `json:"notes"`
-}
+type incident = apptest.Incident
 
-func incidents(t *testing.T, addr, token, query string) (int, []incident) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/incidents?"+query, nil)
+// incidents lists the incidents token may see (every page); not inside an
+// Eventually condition (use client(...).Incidents there).
+func incidents(t T, addr, token, query string) (int, []incident) {
+	helper(t)
+	incs, err := client(addr, token).Incidents(query)
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var env struct {
-		Data []incident `json:"data"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusOK {
-		require.NoError(t, json.Unmarshal(b, &env), string(b))
-	}
-	return resp.StatusCode, env.Data
+	return http.StatusOK, incs
 }
 
 func webhook(status string, startsAt time.Time, alerts ...map[string]string) []byte {
@@ -70,8 +48,8 @@ func webhook(status string, startsAt time.Time, alerts ...map[string]string) []b
 	return b
 }
 
-func postAlerts(t *testing.T, addr, token string, body []byte) pushResp {
-	t.Helper()
+func postAlerts(t T, addr, token string, body []byte) pushResp {
+	helper(t)
 	return post(t, "http://"+addr+"/api/v1/alerts", token, "application/json", "", body)
 }
 
@@ -91,13 +69,17 @@ func TestWebhookIncidentsAndIsolation(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.code, r.body)
 
 	var alpha []incident
-	require.Eventually(t, func() bool {
-		_, alpha = incidents(t, addr, alphaToken, "")
-		_, beta := incidents(t, addr, betaToken, "")
-		return len(alpha) == 1 && len(beta) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, alpha = incidents(c, addr, alphaToken, "")
+		_, beta := incidents(c, addr, betaToken, "")
+		assert.Len(c, beta, 1)
+		// The incident's versions reach the store one after another: wait
+		// for the one with both instances.
+		if assert.Len(c, alpha, 1) {
+			assert.Equal(c, 2, alpha[0].Count, "two instances, one incident")
+		}
 	}, 15*time.Second, 100*time.Millisecond)
 	require.Equal(t, "alpha", alpha[0].Agency)
-	require.Equal(t, 2, alpha[0].Count, "two instances, one incident")
 	require.Equal(t, "Medium", alpha[0].Priority) // high tier × warning
 	_, beta := incidents(t, addr, betaToken, "")
 	require.Equal(t, "Backup", beta[0].AlertName)
@@ -111,9 +93,9 @@ func TestWebhookIncidentsAndIsolation(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, code)
 	_, all := incidents(t, addr, opsToken, "")
 	require.Len(t, all, 3)
-	require.Eventually(t, func() bool {
-		_, small := incidents(t, addr, opsToken, "agency=small")
-		return len(small) == 1 && small[0].Queue == "onboarding" && small[0].Company == "Test provider"
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, small := incidents(c, addr, opsToken, "agency=small")
+		assert.True(c, len(small) == 1 && small[0].Queue == "onboarding" && small[0].Company == "Test provider")
 	}, 10*time.Second, 100*time.Millisecond)
 
 	// ops acknowledge, assign and annotate; agencies may not.
@@ -133,9 +115,9 @@ func TestWebhookIncidentsAndIsolation(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.code)
 	r = postAlerts(t, addr, alphaToken, webhook("resolved", start, map[string]string{"alertname": "DiskFull", "service": "web", "severity": "warning", "instance": "b"}))
 	require.Equal(t, http.StatusOK, r.code)
-	require.Eventually(t, func() bool {
-		_, got := incidents(t, addr, alphaToken, "state=resolved")
-		return len(got) == 1 && got[0].ID == id
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, got := incidents(c, addr, alphaToken, "state=resolved")
+		assert.True(c, len(got) == 1 && got[0].ID == id)
 	}, 10*time.Second, 100*time.Millisecond)
 	// People's changes survive the engine's updates.
 	_, got = incidents(t, addr, alphaToken, "")
@@ -143,7 +125,7 @@ func TestWebhookIncidentsAndIsolation(t *testing.T) {
 	require.Equal(t, "kari", got[0].Assignee)
 }
 
-func get(t *testing.T, url, token string) (int, string) {
+func get(t T, url, token string) (int, string) {
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
@@ -178,14 +160,16 @@ func TestWebhookBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := post(t, "http://"+addr+"/api/v1/alerts", tc.token, tc.ctype, "", tc.body)
 			require.Equal(t, tc.code, r.code, r.body)
-			require.Contains(t, r.body, tc.contains)
+			require.Contains(t, r.errMsg(), tc.contains)
 		})
 	}
 	time.Sleep(time.Second)
 	_, all := incidents(t, addr, opsToken, "")
 	require.Empty(t, all, "nothing stored for refused payloads")
-	code, _ := incidents(t, addr, alphaToken, "state=sideways")
-	require.Equal(t, http.StatusBadRequest, code)
+	r, err := client(addr, alphaToken).Get("/api/v1/incidents?state=sideways")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+	require.Contains(t, r.Body, `"errorType":"bad_data"`)
 }
 
 // TestRealAlertmanager: Debian's Alertmanager, its webhook receiver pointed
@@ -230,9 +214,9 @@ receivers:
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 200*time.Millisecond)
 	var opened []incident
-	require.Eventually(t, func() bool {
-		_, opened = incidents(t, addr, betaToken, "state=open")
-		return len(opened) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, opened = incidents(c, addr, betaToken, "state=open")
+		assert.True(c, len(opened) == 1)
 	}, 30*time.Second, 200*time.Millisecond)
 	require.Equal(t, "PaymentsDown", opened[0].AlertName)
 	require.Equal(t, "Payments are down", opened[0].WorkLog[0].Text[:0]+"Payments are down")
@@ -240,9 +224,9 @@ receivers:
 	resp, err := http.Post("http://"+amAddr+"/api/v2/alerts", "application/json", bytes.NewReader(amAlert(time.Now())))
 	require.NoError(t, err)
 	resp.Body.Close()
-	require.Eventually(t, func() bool {
-		_, got := incidents(t, addr, betaToken, "")
-		return len(got) == 1 && got[0].State == "resolved" && got[0].ID == opened[0].ID
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, got := incidents(c, addr, betaToken, "")
+		assert.True(c, len(got) == 1 && got[0].State == "resolved" && got[0].ID == opened[0].ID)
 	}, 30*time.Second, 200*time.Millisecond)
 	_, got := incidents(t, addr, alphaToken, "")
 	require.Empty(t, got)
@@ -350,7 +334,7 @@ func summarize(incs []incident) []string {
 }
 
 // samdriftMetrics returns Samdrift's own series from /metrics.
-func samdriftMetrics(t *testing.T, addr string) string {
+func samdriftMetrics(t T, addr string) string {
 	resp, err := metricsGet(addr)
 	if err != nil {
 		return err.Error()

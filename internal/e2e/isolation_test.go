@@ -18,6 +18,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/bus"
@@ -76,8 +77,8 @@ func (s *isolation) report() int {
 	return leaks
 }
 
-func do(t *testing.T, method, u, token, ctype string, body []byte) (int, string) {
-	t.Helper()
+func do(t T, method, u, token, ctype string, body []byte) (int, string) {
+	helper(t)
 	req, err := http.NewRequest(method, u, bytes.NewReader(body))
 	require.NoError(t, err)
 	if token != "" {
@@ -129,18 +130,18 @@ func TestIsolationSuite(t *testing.T) {
 	require.Equal(t, 200, postAlerts(t, addr, betaToken, webhook("firing", now.Add(-time.Minute),
 		map[string]string{"alertname": "BetasecretDiskFull", "service": "web", "severity": "critical", "detail": betaMarker})).code)
 	var betaIncident string
-	require.Eventually(t, func() bool {
-		_, incs := incidents(t, addr, betaToken, "")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, incs := incidents(c, addr, betaToken, "")
 		for _, i := range incs {
 			if i.AlertName == "BetasecretDiskFull" {
 				betaIncident = i.ID
 			}
 		}
-		return betaIncident != "" && len(query(t, addr, betaToken, `isolation_betasecret_total`)) == 1
+		assert.True(c, betaIncident != "" && len(query(c, addr, betaToken, `isolation_betasecret_total`)) == 1)
 	}, 20*time.Second, 100*time.Millisecond)
-	require.Eventually(t, func() bool {
-		_, body := get(t, base+"/prometheus/api/v1/rules", betaToken)
-		return strings.Contains(body, "betasecret_group")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, body := get(c, base+"/prometheus/api/v1/rules", betaToken)
+		assert.True(c, strings.Contains(body, "betasecret_group"))
 	}, 20*time.Second, 200*time.Millisecond, "beta sees its own rules (the suite's reads are meaningful)")
 	// Alpha has data too, so that empty answers are not the only answers.
 	require.Equal(t, 204, pushRW(t, addr, alphaToken, ts(now, 1, "__name__", "isolation_alpha_total")).code)
@@ -249,9 +250,9 @@ func TestIsolationSuite(t *testing.T) {
 	}
 	require.NoError(t, nc.Flush())
 	// Another agency's stored data after every forged write has had time.
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, alphaToken, `alpha_nats_forged_total{exported_agency="beta"}`)) == 1 &&
-			len(query(t, addr, alphaToken, `alpha_forged_total{exported_agency="beta"}`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, alphaToken, `alpha_nats_forged_total{exported_agency="beta"}`), 1)
+		assert.Len(c, query(c, addr, alphaToken, `alpha_forged_total{exported_agency="beta"}`), 1)
 	}, 20*time.Second, 200*time.Millisecond, "the forged writes land in alpha's own data")
 	time.Sleep(time.Second)
 	for _, q := range []string{`{__name__=~"alpha_.*"}`, `{exported_agency="beta"}`, `{__name__=~".+", agency!="beta"}`} {

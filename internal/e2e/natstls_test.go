@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -51,7 +52,7 @@ func TestNATSOverTLS(t *testing.T) {
 		"--nats.tls-cert", filepath.Join(dir, "samdrift.pem"), "--nats.tls-key", filepath.Join(dir, "samdrift-key.pem"))
 	r := pushRW(t, addr, alphaToken, ts(time.Now(), 1, "__name__", "over_tls"))
 	require.Equal(t, http.StatusNoContent, r.code, r.body)
-	require.Eventually(t, func() bool { return len(query(t, addr, alphaToken, `over_tls`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, alphaToken, `over_tls`), 1) }, 10*time.Second, 100*time.Millisecond)
 	require.Positive(t, ns.NumClients())
 	conns, err := ns.Connz(&server.ConnzOptions{})
 	require.NoError(t, err)

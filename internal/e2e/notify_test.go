@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/internal/testutil"
@@ -112,9 +113,9 @@ func TestNotifications(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(amAlerts(), `"alertname":"SamdriftIncident"`) }, 10*time.Second, 200*time.Millisecond)
 
 	// beta's incident shows the failure.
-	require.Eventually(t, func() bool {
-		_, body := get(t, "http://"+addr+"/api/v1/incidents", betaToken)
-		return regexp.MustCompile(`"delivery_error":"[^"]*ARERR 48252`).MatchString(body)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, body := get(c, "http://"+addr+"/api/v1/incidents", betaToken)
+		assert.True(c, regexp.MustCompile(`"delivery_error":"[^"]*ARERR 48252`).MatchString(body))
 	}, 10*time.Second, 200*time.Millisecond)
 	require.Contains(t, samdriftMetrics(t, addr), `samdrift_ticketing_delivery_failures_total{backend="remedy"} 1`)
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
@@ -55,8 +56,8 @@ agencies:
 
 // cli runs the samdrift binary and returns its combined output, requiring
 // the exit code.
-func cli(t *testing.T, code int, args ...string) string {
-	t.Helper()
+func cli(t T, code int, args ...string) string {
+	helper(t)
 	cmd := exec.Command(binary, args...)
 	out, err := cmd.CombinedOutput()
 	got := 0
@@ -69,8 +70,8 @@ func cli(t *testing.T, code int, args ...string) string {
 	return string(out)
 }
 
-func auditActions(t *testing.T, path string) []map[string]any {
-	t.Helper()
+func auditActions(t T, path string) []map[string]any {
+	helper(t)
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
@@ -141,18 +142,18 @@ func TestOnboardPushOffboard(t *testing.T) {
 	}
 	require.Equal(t, 204, pushRW(t, addr, token, batch("e2e_digg")...).code)
 	countQ := `sum(count_over_time(e2e_digg[10m]))`
-	require.Eventually(t, func() bool {
-		v := query(t, addr, token, countQ)
-		return len(v) == 1 && v[0].Value[1] == strconv.Itoa(series*perSeries)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		v := query(c, addr, token, countQ)
+		assert.True(c, len(v) == 1 && v[0].Value[1] == strconv.Itoa(series*perSeries))
 	}, 10*time.Second, 100*time.Millisecond, "the new agency's data is queryable")
 	t.Logf("onboard → data queryable in %.1fs", time.Since(began).Seconds())
 	require.Empty(t, query(t, addr, token, `e2e_alpha`), "the new agency does not see alpha")
 	require.Empty(t, query(t, addr, alphaToken, `e2e_digg`), "alpha does not see the new agency")
 
 	// Its SLA rules are loaded.
-	require.Eventually(t, func() bool {
-		code, pr := api(t, addr, token, "/rules", nil)
-		return code == 200 && strings.Contains(string(pr.Data), `service=\"portal\"`)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, pr := api(c, addr, token, "/rules", nil)
+		assert.True(c, code == 200 && strings.Contains(string(pr.Data), `service=\"portal\"`))
 	}, 10*time.Second, 200*time.Millisecond, "the new agency's SLA rules run")
 
 	// The catalogue kept its comments and alpha's entry, byte for byte.
@@ -201,21 +202,21 @@ func TestOnboardPushOffboard(t *testing.T) {
 	require.Equal(t, 204, pushRW(t, addr, ombud, ts(now, 1, "__name__", "e2e_ombud_extra")).code)
 	const pushed = series*perSeries + 1
 	storedQ := `sum(count_over_time({__name__=~".+"}[1h]))`
-	require.Eventually(t, func() bool {
-		v := query(t, addr, ombud, storedQ)
-		return len(v) == 1 && v[0].Value[1] == strconv.Itoa(pushed)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		v := query(c, addr, ombud, storedQ)
+		assert.True(c, len(v) == 1 && v[0].Value[1] == strconv.Itoa(pushed))
 	}, 10*time.Second, 100*time.Millisecond)
 	month := time.Now().In(mustLoc(t, "Europe/Stockholm")).Format("2006-01")
 	csvFile := filepath.Join(dir, "usage.csv")
 	var rows [][]string
-	require.Eventually(t, func() bool {
-		out = cli(t, 0, "report", "usage", "--url", base, "--token", adminToken, "--month", month, "--csv", csvFile)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out = cli(c, 0, "report", "usage", "--url", base, "--token", adminToken, "--month", month, "--csv", csvFile)
 		f, err := os.Open(csvFile)
-		require.NoError(t, err)
+		require.NoError(c, err)
 		defer f.Close()
 		rows, err = csv.NewReader(f).ReadAll()
-		require.NoError(t, err)
-		return sumColumn(rows, "ombud", "samples_ingested") == pushed
+		require.NoError(c, err)
+		assert.InDelta(c, float64(pushed), sumColumn(rows, "ombud", "samples_ingested"), 0)
 	}, 10*time.Second, 500*time.Millisecond, "usage of ombud: %v", rows)
 	v = query(t, addr, ombud, storedQ)
 	require.Equal(t, strconv.Itoa(pushed), v[0].Value[1], "samples counted = samples stored")
@@ -252,14 +253,17 @@ func TestOnboardPushOffboard(t *testing.T) {
 	unchanged, _ = os.ReadFile(cfg)
 	require.Equal(t, string(snapshot), string(unchanged))
 	require.Equal(t, 204, pushRW(t, addr, token, ts(time.Now(), 1, "__name__", "still_in")).code)
-	require.Eventually(t, func() bool { return len(query(t, addr, token, "still_in")) == 1 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, token, "still_in"), 1) }, 10*time.Second, 100*time.Millisecond)
 
 	out = cli(t, 0, "agency", "offboard", "--config", cfg, "digg", "--yes", "--export", exp, "--url", base, "--token", adminToken, "--who", "e2e-tester", "--audit-log", auditLog)
 	t.Log(out)
 	// Intake refused, data and credentials gone, alpha untouched.
 	r := pushRW(t, addr, token, ts(time.Now(), 1, "__name__", "after"))
 	require.Contains(t, []int{401, 403}, r.code, r.body)
-	require.Eventually(t, func() bool { c, _ := api(t, addr, token, "/query", nil); return c == 401 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, _ := api(c, addr, token, "/query", nil)
+		assert.Equal(c, http.StatusUnauthorized, code)
+	}, 10*time.Second, 100*time.Millisecond)
 	require.Empty(t, query(t, addr, opsToken, `e2e_digg`), "digg's data is gone")
 	require.Len(t, query(t, addr, opsToken, `e2e_ombud`), series, "other agencies' data is untouched")
 	require.Len(t, query(t, addr, alphaToken, `e2e_alpha`), 1)
@@ -329,8 +333,8 @@ func sumColumn(rows [][]string, agency, col string) float64 {
 
 // countSamples opens an exported TSDB read-only and counts the samples of
 // the named metrics.
-func countSamples(t *testing.T, dir string, names ...string) int {
-	t.Helper()
+func countSamples(t T, dir string, names ...string) int {
+	helper(t)
 	db, err := tsdb.OpenDBReadOnly(dir, "", nil)
 	require.NoError(t, err)
 	defer db.Close()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,9 +24,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/prometheus/model/labels"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/internal/apptest"
 )
 
 func TestRemoteWrite2(t *testing.T) {
@@ -40,7 +43,9 @@ func TestRemoteWrite2(t *testing.T) {
 	require.NoError(t, err)
 	r := post(t, "http://"+addr+"/api/v1/push", alphaToken, "application/x-protobuf;proto=io.prometheus.write.v2.Request", "snappy", snappy.Encode(nil, raw))
 	require.Equal(t, http.StatusNoContent, r.code, r.body)
-	require.Eventually(t, func() bool { return len(query(t, addr, alphaToken, `rw2_metric{exported_agency="beta"}`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, alphaToken, `rw2_metric{exported_agency="beta"}`), 1)
+	}, 10*time.Second, 100*time.Millisecond)
 	require.Empty(t, query(t, addr, betaToken, `rw2_metric`))
 }
 
@@ -76,11 +81,12 @@ func TestNATSOutage(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 
 	ns = startNATS()
-	require.Eventually(t, func() bool {
-		return pushRW(t, addr, alphaToken, ts(time.Now(), 3, "__name__", "after_outage")).code == http.StatusNoContent
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, http.StatusNoContent, pushRW(c, addr, alphaToken, ts(time.Now(), 3, "__name__", "after_outage")).code)
 	}, 30*time.Second, 500*time.Millisecond)
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, alphaToken, `after_outage`)) == 1 && len(query(t, addr, alphaToken, `before_outage`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, alphaToken, `after_outage`), 1)
+		assert.Len(c, query(c, addr, alphaToken, `before_outage`), 1, "acknowledged before the outage")
 	}, 30*time.Second, 200*time.Millisecond)
 }
 
@@ -157,13 +163,11 @@ func TestMTLS(t *testing.T) {
 	require.NoError(t, err)
 
 	addr := freeAddr(t)
-	pr := &proc{t: t, Addr: addr, Logs: &syncBuffer{}, done: make(chan struct{})}
-	pr.cmd = execCommand(binary, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--http.addr", addr,
+	pr, err := apptest.StartProcess(context.Background(), "samdrift", binary, apptest.Options{},
+		"run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--http.addr", addr,
 		"--http.tls-cert-file", filepath.Join(dir, "server.pem"), "--http.tls-key-file", filepath.Join(dir, "server-key.pem"),
 		"--http.client-ca-file", filepath.Join(dir, "ca.pem"))
-	pr.cmd.Stdout, pr.cmd.Stderr = pr.Logs, pr.Logs
-	require.NoError(t, pr.cmd.Start())
-	go func() { _ = pr.cmd.Wait(); close(pr.done) }()
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		pr.Kill()
 		if t.Failed() {
@@ -247,7 +251,7 @@ func TestTokenNew(t *testing.T) {
 	start(t, addr, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
 	r := pushRW(t, addr, token, ts(time.Now(), 1, "__name__", "new_token_metric"))
 	require.Equal(t, http.StatusNoContent, r.code, r.body)
-	require.Eventually(t, func() bool { return len(query(t, addr, betaToken, `new_token_metric`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, betaToken, `new_token_metric`), 1) }, 10*time.Second, 100*time.Millisecond)
 
 	_, err = execCommand(binary, "token", "new").CombinedOutput()
 	require.Error(t, err, "either --agency or --role is required")

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
@@ -82,8 +84,8 @@ func ts(t time.Time, v float64, kv ...string) prompb.TimeSeries {
 	return prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: v, Timestamp: t.UnixMilli()}}}
 }
 
-func rwBody(t *testing.T, series ...prompb.TimeSeries) []byte {
-	t.Helper()
+func rwBody(t T, series ...prompb.TimeSeries) []byte {
+	helper(t)
 	raw, err := (&prompb.WriteRequest{Timeseries: series}).Marshal()
 	require.NoError(t, err)
 	return snappy.Encode(nil, raw)
@@ -96,8 +98,20 @@ type pushResp struct {
 	took       time.Duration
 }
 
-func post(t *testing.T, url, token, contentType, encoding string, body []byte) pushResp {
-	t.Helper()
+// errMsg is the error message of an answer in the API envelope (or its
+// body as it is).
+func (r pushResp) errMsg() string {
+	var env struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(r.body), &env) == nil && env.Error != "" {
+		return env.Error
+	}
+	return r.body
+}
+
+func post(t T, url, token, contentType, encoding string, body []byte) pushResp {
+	helper(t)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	require.NoError(t, err)
 	if token != "" {
@@ -117,8 +131,8 @@ func post(t *testing.T, url, token, contentType, encoding string, body []byte) p
 	return pushResp{code: resp.StatusCode, body: string(b), retryAfter: resp.Header.Get("Retry-After"), took: time.Since(start)}
 }
 
-func pushRW(t *testing.T, addr, token string, series ...prompb.TimeSeries) pushResp {
-	t.Helper()
+func pushRW(t T, addr, token string, series ...prompb.TimeSeries) pushResp {
+	helper(t)
 	return post(t, "http://"+addr+"/api/v1/push", token, "application/x-protobuf", "snappy", rwBody(t, series...))
 }
 
@@ -147,8 +161,8 @@ remote_write:
 	startPeer(t, "prometheus", "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
 
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, alphaToken, `prometheus_build_info{job="prometheus"}`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, alphaToken, `prometheus_build_info{job="prometheus"}`), 1)
 	}, 60*time.Second, 500*time.Millisecond, "Prometheus's metrics never arrived")
 	got := query(t, addr, alphaToken, `prometheus_build_info`)[0]
 	require.Equal(t, "alpha", got.Metric["agency"])
@@ -193,8 +207,8 @@ func TestOTelSDKExporter(t *testing.T) {
 			require.NoError(t, mp.ForceFlush(ctx))
 
 			job := "checkout-" + tc.name
-			require.Eventually(t, func() bool {
-				return len(query(t, addr, alphaToken, fmt.Sprintf(`orders_total{job=%q}`, job))) == 1
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				assert.Len(c, query(c, addr, alphaToken, fmt.Sprintf(`orders_total{job=%q}`, job)), 1)
 			}, 30*time.Second, 200*time.Millisecond)
 			got := query(t, addr, alphaToken, fmt.Sprintf(`orders_total{job=%q}`, job))[0]
 			require.Equal(t, "alpha", got.Metric["agency"])
@@ -245,28 +259,29 @@ func TestPushBadInput(t *testing.T) {
 		{"empty label value", alphaToken, "application/x-protobuf", "snappy", rwBody(t, ts(now, 1, "__name__", "m", "env", "")), 400, `empty value for label "env"`},
 		{"duplicate label", alphaToken, "application/x-protobuf", "snappy", rwBody(t, ts(now, 1, "__name__", "m", "a", "1", "a", "2")), 400, `duplicate label "a"`},
 		{"no metric name", alphaToken, "application/x-protobuf", "snappy", rwBody(t, ts(now, 1, "a", "1")), 400, "no metric name"},
-		{"too many samples", "small-token", "application/x-protobuf", "snappy", rwBody(t, manySamples(now, "m", 151)...), 400, "max_samples_per_request (150)"},
+		{"too many samples", "small-token", "application/x-protobuf", "snappy", rwBody(t, manySamples(now, "m", 151)...), 413, "max_samples_per_request (150)"},
 		{"too many labels", "small-token", "application/x-protobuf", "snappy", rwBody(t, ts(now, 1, "__name__", "m", "a", "1", "b", "2", "c", "3")), 400, "max_label_names_per_series (4)"},
 		{"label value too long", "small-token", "application/x-protobuf", "snappy", rwBody(t, ts(now, 1, "__name__", "m", "a", strings.Repeat("x", 17))), 400, "max_label_value_length (16)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := post(t, url, tc.token, tc.ctype, tc.enc, tc.body)
 			require.Equal(t, tc.code, r.code, r.body)
-			require.Contains(t, r.body, tc.contains)
+			require.Contains(t, r.errMsg(), tc.contains)
 		})
 	}
-	// GET is refused.
+	// GET is refused, with the methods that are allowed.
 	resp, err := http.Get(url)
 	require.NoError(t, err)
 	resp.Body.Close()
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	require.Equal(t, "POST", resp.Header.Get("Allow"))
 
 	// Nothing of the refused requests was written ("nothing half-written").
 	require.Empty(t, query(t, addr, opsToken, `m`))
 	// NaN, +Inf and staleness markers are legal Prometheus values: accepted.
 	r := pushRW(t, addr, alphaToken, ts(now, math.NaN(), "__name__", "nan_metric"), ts(now, math.Inf(1), "__name__", "inf_metric"))
 	require.Equal(t, http.StatusNoContent, r.code, r.body)
-	require.Eventually(t, func() bool { return len(query(t, addr, alphaToken, `inf_metric`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, alphaToken, `inf_metric`), 1) }, 10*time.Second, 100*time.Millisecond)
 
 	// OTLP bad input.
 	otlpURL := "http://" + addr + "/otlp/v1/metrics"
@@ -282,7 +297,7 @@ func TestPushBadInput(t *testing.T) {
 	require.Equal(t, 415, r.code, r.body)
 	r = post(t, otlpURL, alphaToken, "application/json", "", []byte(`{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"json_gauge","gauge":{"dataPoints":[{"asDouble":4,"timeUnixNano":"`+fmt.Sprint(now.UnixNano())+`"}]}}]}]}]}`))
 	require.Equal(t, 200, r.code, r.body)
-	require.Eventually(t, func() bool { return len(query(t, addr, alphaToken, `json_gauge`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, alphaToken, `json_gauge`), 1) }, 10*time.Second, 100*time.Millisecond)
 }
 
 func manySamples(now time.Time, name string, n int) []prompb.TimeSeries {
@@ -325,7 +340,7 @@ func TestPushLimits(t *testing.T) {
 	r := pushRW(t, addr, "small-token", series...)
 	require.Equal(t, http.StatusBadRequest, r.code, r.body)
 	require.Contains(t, r.body, "max_global_series_per_user (5)")
-	require.Eventually(t, func() bool { return len(query(t, addr, opsToken, `s{agency="small"}`)) == 5 }, 10*time.Second, 100*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, opsToken, `s{agency="small"}`), 5) }, 10*time.Second, 100*time.Millisecond)
 	// Known series still accepted.
 	r = pushRW(t, addr, "small-token", ts(now.Add(time.Second), 2, "__name__", "s", "i", "0"))
 	require.Equal(t, http.StatusNoContent, r.code, r.body)
@@ -409,8 +424,8 @@ func TestFloodingAgencyDoesNotDelayOthers(t *testing.T) {
 	// Each alpha push returns only once routed, so this bounds the delay the
 	// flood adds; the verdict timeout (10s) is what a blocked router would cost.
 	require.Less(t, worst, 3*time.Second)
-	require.Eventually(t, func() bool {
-		s := query(t, addr, alphaToken, `count_over_time(steady[5m])`)
-		return len(s) == 1 && s[0].Value[1] == "20"
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s := query(c, addr, alphaToken, `count_over_time(steady[5m])`)
+		assert.True(c, len(s) == 1 && s[0].Value[1] == "20")
 	}, 10*time.Second, 100*time.Millisecond)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -83,9 +84,9 @@ func TestRemedyBackend(t *testing.T) {
 	require.Empty(t, entries("beta-agent"), "beta's agent sees nothing of alpha")
 
 	// The incident API shows the Remedy number.
-	require.Eventually(t, func() bool {
-		_, body := get(t, "http://"+addr+"/api/v1/incidents", alphaToken)
-		return regexp.MustCompile(`"ticket":"INC\d{12}"`).MatchString(body)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, body := get(c, "http://"+addr+"/api/v1/incidents", alphaToken)
+		assert.True(c, regexp.MustCompile(`"ticket":"INC\d{12}"`).MatchString(body))
 	}, 10*time.Second, 200*time.Millisecond)
 
 	// Resolution reaches Remedy.

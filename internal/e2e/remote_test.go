@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -84,8 +85,8 @@ func (p *tenantProxy) handler(t *testing.T, target string) http.Handler {
 }
 
 // promQuery asks the receiving Prometheus directly.
-func promQuery(t *testing.T, addr, q string) []sample {
-	t.Helper()
+func promQuery(t T, addr, q string) []sample {
+	helper(t)
 	resp, err := http.Get("http://" + addr + "/api/v1/query?" + url.Values{"query": {q}}.Encode())
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -135,8 +136,8 @@ func TestRemoteWriteExportAndRemoteRead(t *testing.T) {
 	require.Equal(t, 204, pushRW(t, addr, alphaToken, ts(now, 10, "__name__", "e2e_exported", "host", "a")).code)
 	require.Equal(t, 204, pushRW(t, addr, betaToken, ts(now, 20, "__name__", "e2e_exported", "host", "b")).code)
 
-	require.Eventually(t, func() bool {
-		return len(promQuery(t, promAddr, `e2e_exported`)) == 2
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.True(c, len(promQuery(c, promAddr, `e2e_exported`)) == 2)
 	}, 60*time.Second, 500*time.Millisecond, "the samples reach the engine")
 	for _, s := range promQuery(t, promAddr, `e2e_exported`) {
 		want := map[string]string{"alpha": "10", "beta": "20"}[s.Metric["agency"]]

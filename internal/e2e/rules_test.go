@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
@@ -121,7 +122,7 @@ func TestAlertReachesBus(t *testing.T) {
 	start(t, addr, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--nats.url", natsURL)
 
 	// Let a few healthy probes land, then fail.
-	require.Eventually(t, func() bool { return len(query(t, addr, alphaToken, `probe_success == 1`)) == 1 }, 30*time.Second, 200*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, alphaToken, `probe_success == 1`), 1) }, 30*time.Second, 200*time.Millisecond)
 	downAt := time.Now()
 	target.down.Store(true)
 	var firing alertMsg
@@ -158,8 +159,8 @@ func TestAlertReachesBus(t *testing.T) {
 	require.Contains(t, string(pr.Data), `"agency":"beta"`)
 
 	// SLA figures are queryable per service.
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, alphaToken, `sla:availability:ratio_rate5m{service="web"} < 1`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, alphaToken, `sla:availability:ratio_rate5m{service="web"} < 1`), 1)
 	}, 30*time.Second, 200*time.Millisecond)
 
 	// Recovery: the resolved alert follows.
@@ -187,10 +188,10 @@ func TestPendingAlertSurvivesRestart(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	addr := freeAddr(t)
 	p := start(t, addr, "run", "--config", cfg, "--data-dir", data)
-	require.Eventually(t, func() bool { return len(query(t, addr, alphaToken, `probe_success == 1`)) == 1 }, 30*time.Second, 200*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, query(c, addr, alphaToken, `probe_success == 1`), 1) }, 30*time.Second, 200*time.Millisecond)
 	target.down.Store(true)
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, alphaToken, `ALERTS{alertname="ServiceDown",alertstate="pending"}`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, alphaToken, `ALERTS{alertname="ServiceDown",alertstate="pending"}`), 1)
 	}, 15*time.Second, 100*time.Millisecond)
 	pendingSince := time.Now()
 	time.Sleep(8 * time.Second)
@@ -200,12 +201,10 @@ func TestPendingAlertSurvivesRestart(t *testing.T) {
 	start(t, addr, "run", "--config", cfg, "--data-dir", data)
 	restart := time.Since(killedAt)
 	var firedAfter time.Duration
-	require.Eventually(t, func() bool {
-		if len(query(t, addr, alphaToken, `ALERTS{alertname="ServiceDown",alertstate="firing"}`)) == 1 {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		if assert.Len(c, query(c, addr, alphaToken, `ALERTS{alertname="ServiceDown",alertstate="firing"}`), 1) {
 			firedAfter = time.Since(pendingSince)
-			return true
 		}
-		return false
 	}, 40*time.Second, 200*time.Millisecond)
 	t.Logf("pending→firing took %s across a restart of %s (for: 20s)", firedAfter, restart)
 	// Without restoring, the alert would wait 8s + restart + a full 20s.

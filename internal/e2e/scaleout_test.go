@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
@@ -158,22 +159,22 @@ func TestScaleOutSurvivesNodeAndRouterLoss(t *testing.T) {
 
 	var stored string
 	defer func() { t.Logf("stored %s of %d acknowledged samples", stored, total) }()
-	require.Eventually(t, func() bool {
-		v := query(t, q.Addr, alphaToken, `count_over_time(e2e_scale[1h])`)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		v := query(c, q.Addr, alphaToken, `count_over_time(e2e_scale[1h])`)
 		if len(v) == 1 {
 			stored, _ = v[0].Value[1].(string)
 		}
-		return stored == strconv.FormatInt(total, 10)
+		assert.True(c, stored == strconv.FormatInt(total, 10))
 	}, 60*time.Second, 500*time.Millisecond, "every acknowledged sample is stored (%d acknowledged)", total)
 
 	var names []string
-	require.Eventually(t, func() bool {
-		_, incs := incidents(t, q.Addr, alphaToken, "")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, incs := incidents(c, q.Addr, alphaToken, "")
 		names = names[:0]
 		for _, inc := range incs {
 			names = append(names, inc.AlertName)
 		}
-		return len(names) >= alertnames
+		assert.True(c, len(names) >= alertnames)
 	}, 30*time.Second, 500*time.Millisecond)
 	time.Sleep(3 * time.Second) // late duplicates would show up by now
 	_, incs := incidents(t, q.Addr, alphaToken, "")

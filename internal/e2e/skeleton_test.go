@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/catalogue"
@@ -81,8 +82,8 @@ func TestScrapeRouteStoreQuery(t *testing.T) {
 	p := start(t, addr, "run", "--config", cfg, "--data-dir", data)
 
 	// The target's up and metrics arrive under the right agency.
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, "alpha-token", `up{agency="alpha",service="web"} == 1`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, "alpha-token", `up{agency="alpha",service="web"} == 1`), 1)
 	}, 30*time.Second, 200*time.Millisecond)
 	got := query(t, addr, "alpha-token", `app_requests_total`)
 	require.Len(t, got, 1)
@@ -91,8 +92,8 @@ func TestScrapeRouteStoreQuery(t *testing.T) {
 	require.Equal(t, "42", got[0].Value[1])
 
 	// An unreachable target yields up 0.
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, "alpha-token", `up{service="down"} == 0`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, "alpha-token", `up{service="down"} == 0`), 1)
 	}, 30*time.Second, 200*time.Millisecond)
 
 	// A target that writes agency="beta" lands as alpha, with exported_agency.
@@ -107,8 +108,8 @@ func TestScrapeRouteStoreQuery(t *testing.T) {
 	}
 
 	// Isolation: alpha's token sees nothing of beta, whatever it asks.
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, "beta-token", `up{agency="beta"}`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, "beta-token", `up{agency="beta"}`), 1)
 	}, 30*time.Second, 200*time.Millisecond)
 	for _, q := range []string{`up{agency="beta"}`, `{agency=~".+"}`, `{__name__=~".+",service="api"}`} {
 		for _, s := range query(t, addr, "alpha-token", q) {
@@ -147,12 +148,10 @@ func TestDataSurvivesKill(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	p := start(t, addr, "run", "--config", cfg, "--data-dir", data)
 	var before time.Time
-	require.Eventually(t, func() bool {
-		if len(query(t, addr, "alpha-token", `app_requests_total`)) == 1 {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		if assert.Len(c, query(c, addr, "alpha-token", `app_requests_total`), 1) {
 			before = time.Now()
-			return true
 		}
-		return false
 	}, 30*time.Second, 200*time.Millisecond)
 	// Let a few more scrapes land, then kill -9.
 	time.Sleep(3 * time.Second)
@@ -205,23 +204,23 @@ func TestReloadAddsAgencyWithoutRestart(t *testing.T) {
 	writeFile(t, cfg, onlyAlpha+"  - id: Bad!\n")
 	p.Signal(syscall.SIGHUP)
 	require.Eventually(t, func() bool { return strings.Contains(p.Logs.String(), "catalogue reload refused") }, 10*time.Second, 100*time.Millisecond)
-	require.Eventually(t, func() bool {
-		return len(query(t, addr, "alpha-token", `up{service="web"} == 1`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Len(c, query(c, addr, "alpha-token", `up{service="web"} == 1`), 1)
 	}, 30*time.Second, 200*time.Millisecond)
 
 	// SIGHUP with the full catalogue: beta's token and data appear.
 	writeFile(t, cfg, full)
 	p.Signal(syscall.SIGHUP)
-	require.Eventually(t, func() bool {
-		code, _ := api(t, addr, "beta-token", "/query", map[string][]string{"query": {"up"}})
-		return code == http.StatusOK && len(query(t, addr, "beta-token", `up{agency="beta"} == 1`)) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, _ := api(c, addr, "beta-token", "/query", map[string][]string{"query": {"up"}})
+		assert.True(c, code == http.StatusOK && len(query(c, addr, "beta-token", `up{agency="beta"} == 1`)) == 1)
 	}, 30*time.Second, 200*time.Millisecond)
 
 	// A change of the file alone (no signal) is picked up too: remove beta.
 	writeFile(t, cfg, onlyAlpha)
-	require.Eventually(t, func() bool {
-		code, _ := api(t, addr, "beta-token", "/query", map[string][]string{"query": {"up"}})
-		return code == http.StatusUnauthorized
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, _ := api(c, addr, "beta-token", "/query", map[string][]string{"query": {"up"}})
+		assert.True(c, code == http.StatusUnauthorized)
 	}, 30*time.Second, 200*time.Millisecond)
 }
 

@@ -5,67 +5,39 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/samdrift/samdrift/bus"
-	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/internal/httpapi"
 	"github.com/samdrift/samdrift/internal/metering"
-	"github.com/samdrift/samdrift/store"
+	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
 
-// admin serves the administration API, under /api/v1/admin/:
+// admin serves the administration API under /api/v1/admin/ (the route
+// table says who may call what):
 //
-//	GET    usage?month=2026-10           usage records and cost shares (ops, admin)
-//	GET    agencies/{id}                 the agency as this process sees it (admin)
-//	GET    agencies/{id}/export          tar.gz: TSDB snapshot and incidents (admin)
-//	DELETE agencies/{id}/data            delete the agency's data; intake must be stopped (admin)
+//	GET    usage?month=2026-10           usage records and cost shares
+//	GET    agencies/{id}                 the agency as this process sees it
+//	GET    agencies/{id}/export          tar.gz: TSDB snapshot and incidents
+//	DELETE agencies/{id}/data            delete the agency's data; intake must be stopped
+//	GET    deadletters[?agency=]         messages a stage gave up on, with the reason
+//	POST   deadletters/{seq}/replay      put one back where it came from
+//	DELETE deadletters/{seq}             discard one
+//	GET    reload                        the last catalogue reload, per component
 type admin struct {
-	n         *Node
-	st        *store.Store
-	b         *bus.Bus
-	incidents *builtin.Store
-	meter     *metering.Meter
-	audit     *audit.Log
-}
-
-func (a *admin) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/admin/usage", a.usage)
-	mux.HandleFunc("GET /api/v1/admin/agencies/{id}", a.agency)
-	mux.HandleFunc("GET /api/v1/admin/agencies/{id}/export", a.export)
-	mux.HandleFunc("DELETE /api/v1/admin/agencies/{id}/data", a.drop)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := catalogue.FromContext(r.Context())
-		allowed := ok && !id.ReadOnly && (id.Role == catalogue.RoleAdmin || (id.Role == catalogue.RoleOps && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/usage")))
-		if !allowed {
-			_ = a.audit.Write(audit.Entry{Who: id.Credential, Action: "admin_denied", Agency: id.Agency, Detail: map[string]any{"path": r.URL.Path, "method": r.Method}})
-			jsonError(w, http.StatusForbidden, "the admin API needs an admin credential")
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
-}
-
-func jsonError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "error": msg})
-}
-
-func jsonOK(w http.ResponseWriter, data any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
+	n *Node
+	p *parts
 }
 
 // UsageRow is a usage record with its cost share.
@@ -76,9 +48,9 @@ type UsageRow struct {
 }
 
 func (a *admin) usage(w http.ResponseWriter, r *http.Request) {
-	recs, err := a.meter.Month(r.Context(), r.URL.Query().Get("month"))
+	recs, err := a.p.meter.Month(r.Context(), r.URL.Query().Get("month"))
 	if err != nil {
-		jsonError(w, http.StatusBadRequest, err.Error())
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	shares := metering.Shares(recs)
@@ -86,17 +58,17 @@ func (a *admin) usage(w http.ResponseWriter, r *http.Request) {
 	for i, rec := range recs {
 		rows[i] = UsageRow{Record: rec, FundedBy: metering.Funded(rec.Phase), Share: shares[i]}
 	}
-	jsonOK(w, rows)
+	httpapi.OK(w, rows)
 }
 
 func (a *admin) agency(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ag := a.n.holder.Get().Agency(id)
-	out := map[string]any{"id": id, "in_catalogue": ag != nil, "has_data": a.st.DB(id) != nil}
+	out := map[string]any{"id": id, "in_catalogue": ag != nil, "has_data": a.p.store.DB(id) != nil}
 	if ag != nil {
 		out["phase"] = ag.Phase
 	}
-	jsonOK(w, out)
+	httpapi.OK(w, out)
 }
 
 // intakeStopped reports whether the agency gets no more data: it is in
@@ -110,14 +82,14 @@ func (a *admin) intakeStopped(id string) bool {
 // incidents (incidents.json).
 func (a *admin) export(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	db := a.st.DB(id)
+	db := a.p.store.DB(id)
 	if db == nil && a.n.holder.Get().Agency(id) == nil {
-		jsonError(w, http.StatusNotFound, "no agency "+id)
+		httpapi.Error(w, http.StatusNotFound, "no agency "+id)
 		return
 	}
 	tmp, err := os.MkdirTemp("", "samdrift-export-")
 	if err != nil {
-		jsonError(w, http.StatusInternalServerError, err.Error())
+		httpapi.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	defer os.RemoveAll(tmp)
@@ -133,12 +105,12 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request) {
 		err = os.MkdirAll(filepath.Join(tmp, "tsdb", "wal"), 0o700)
 	}
 	if err != nil {
-		jsonError(w, http.StatusInternalServerError, "snapshot: "+err.Error())
+		httpapi.Error(w, http.StatusInternalServerError, "snapshot: "+err.Error())
 		return
 	}
-	recs, err := a.incidents.List(r.Context(), builtin.Filter{Agencies: []string{id}})
+	recs, err := a.p.incidents.List(r.Context(), builtin.Filter{Agencies: []string{id}})
 	if err != nil {
-		jsonError(w, http.StatusServiceUnavailable, err.Error())
+		httpapi.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	if recs == nil {
@@ -146,7 +118,7 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request) {
 	}
 	b, _ := json.MarshalIndent(recs, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "incidents.json"), b, 0o600); err != nil {
-		jsonError(w, http.StatusInternalServerError, err.Error())
+		httpapi.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/gzip")
@@ -201,16 +173,16 @@ func writeTarGz(w io.Writer, dir string) error {
 func (a *admin) drop(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !a.intakeStopped(id) {
-		jsonError(w, http.StatusConflict, fmt.Sprintf("agency %q still receives data: move it to phase plan (or remove it) first", id))
+		httpapi.Error(w, http.StatusConflict, fmt.Sprintf("agency %q still receives data: move it to phase plan (or remove it) first", id))
 		return
 	}
-	if err := a.st.Drop(id); err != nil {
-		jsonError(w, http.StatusInternalServerError, "delete store: "+err.Error())
+	if err := a.p.store.Drop(id); err != nil {
+		httpapi.Error(w, http.StatusInternalServerError, "delete store: "+err.Error())
 		return
 	}
-	n, err := a.incidents.DeleteAgency(r.Context(), id)
+	n, err := a.p.incidents.DeleteAgency(r.Context(), id)
 	if err != nil {
-		jsonError(w, http.StatusServiceUnavailable, "delete incidents: "+err.Error())
+		httpapi.Error(w, http.StatusServiceUnavailable, "delete incidents: "+err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
@@ -219,11 +191,9 @@ func (a *admin) drop(w http.ResponseWriter, r *http.Request) {
 		{bus.StreamMetrics, bus.AgencySubject(id, bus.KindMetrics)},
 		{bus.StreamAlerts, bus.AgencySubject(id, bus.KindAlerts)},
 	} {
-		if st, err := a.b.JS.Stream(ctx, s.stream); err == nil {
-			_ = st.Purge(ctx, jetstream.WithPurgeSubject(s.subject))
-		}
+		_ = a.p.bus.PurgeSubject(ctx, s.stream, s.subject)
 	}
-	if kv, err := a.b.KeyValue(ctx, bus.BucketIncidentState, 1); err == nil {
+	if kv, err := a.p.bus.KeyValue(ctx, bus.BucketIncidentState, 1); err == nil {
 		if lister, err := kv.ListKeysFiltered(ctx, id+".*"); err == nil {
 			for k := range lister.Keys() {
 				_ = kv.Purge(ctx, k)
@@ -231,11 +201,62 @@ func (a *admin) drop(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Every other store replica deletes its copy too.
-	if err := recordDrop(ctx, a.b, id); err != nil {
-		jsonError(w, http.StatusServiceUnavailable, "record deletion for the other replicas: "+err.Error())
+	if err := recordDrop(ctx, a.p.bus, id); err != nil {
+		httpapi.Error(w, http.StatusServiceUnavailable, "record deletion for the other replicas: "+err.Error())
 		return
 	}
-	id0, _ := catalogue.FromContext(r.Context())
-	_ = a.audit.Write(audit.Entry{Who: id0.Credential, Action: "agency_data_deleted", Agency: id, Detail: map[string]any{"incidents": n}})
-	jsonOK(w, map[string]any{"agency": id, "incidents_deleted": n})
+	id0, _ := tenancy.FromContext(r.Context())
+	a.p.guard.Record(audit.Entry{Who: id0.Credential, Action: "agency_data_deleted", Agency: id, Detail: map[string]any{"incidents": n}})
+	httpapi.OK(w, map[string]any{"agency": id, "incidents_deleted": n})
+}
+
+// deadLetters lists dead letters, of one agency with ?agency=.
+func (a *admin) deadLetters(w http.ResponseWriter, r *http.Request) {
+	agency := r.URL.Query().Get("agency")
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			httpapi.Error(w, http.StatusBadRequest, "limit must be between 1 and 10000")
+			return
+		}
+		limit = n
+	}
+	dls, err := a.p.bus.DeadLetters(r.Context(), agency, limit)
+	if err != nil {
+		httpapi.Error(w, http.StatusServiceUnavailable, "list dead letters: "+err.Error())
+		return
+	}
+	if dls == nil {
+		dls = []bus.DeadLetter{}
+	}
+	httpapi.OK(w, dls)
+}
+
+func (a *admin) replayDeadLetter(w http.ResponseWriter, r *http.Request) {
+	a.deadLetterAction(w, r, "deadletter_replayed", a.p.bus.ReplayDeadLetter)
+}
+
+func (a *admin) discardDeadLetter(w http.ResponseWriter, r *http.Request) {
+	a.deadLetterAction(w, r, "deadletter_discarded", a.p.bus.DiscardDeadLetter)
+}
+
+func (a *admin) deadLetterAction(w http.ResponseWriter, r *http.Request, action string, f func(context.Context, uint64) (bus.DeadLetter, error)) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "a dead letter is named by its sequence number")
+		return
+	}
+	dl, err := f(r.Context(), seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		httpapi.Errorf(w, http.StatusNotFound, "no dead letter %d", seq)
+		return
+	}
+	if err != nil {
+		httpapi.Error(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	id, _ := tenancy.FromContext(r.Context())
+	a.p.guard.Record(audit.Entry{Who: id.Credential, Action: action, Agency: dl.Agency, Detail: map[string]any{"seq": seq, "stage": dl.Stage, "reason": dl.Reason, "subject": dl.Subject}})
+	httpapi.OK(w, dl)
 }

@@ -9,7 +9,8 @@ import (
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/dashboards/report"
-	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/internal/httpapi"
+	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
 
@@ -20,26 +21,24 @@ type reports struct {
 	engine    promql.QueryEngine
 	queryable storage.Queryable
 	incidents *builtin.Store
-	audit     *audit.Log
+	guard     *tenancy.Guard
 }
 
 func (rp *reports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, _ := catalogue.FromContext(r.Context())
+	id, _ := tenancy.FromContext(r.Context())
 	agency, month := r.URL.Query().Get("agency"), r.URL.Query().Get("month")
-	if agency == "" && id.Role == catalogue.RoleAgency {
+	if agency == "" && id.Role == tenancy.RoleAgency {
 		agency = id.Agency
 	}
-	if !id.CanRead(agency) {
-		if id.Role == catalogue.RoleAgency {
-			_ = rp.audit.Write(audit.Entry{Who: id.Credential, Action: "cross_agency_denied", Agency: id.Agency, Detail: map[string]any{"requested": agency, "path": r.URL.Path}})
-		}
-		jsonError(w, http.StatusNotFound, "no such agency")
+	if rp.guard.Authorize(r.Context(), agency, map[string]any{"path": r.URL.Path}) != nil {
+		// The same answer whether the agency exists or not.
+		httpapi.Error(w, http.StatusNotFound, "no such agency")
 		return
 	}
 	cat := rp.holder.Get()
 	a := cat.Agency(agency)
 	if a == nil {
-		jsonError(w, http.StatusNotFound, "no such agency")
+		httpapi.Error(w, http.StatusNotFound, "no such agency")
 		return
 	}
 	if month == "" {
@@ -47,18 +46,18 @@ func (rp *reports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := rp.incidents.List(r.Context(), builtin.Filter{Agencies: []string{agency}})
 	if err != nil {
-		jsonError(w, http.StatusServiceUnavailable, err.Error())
+		httpapi.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	rep, err := report.Build(r.Context(), rp.engine, rp.queryable, cat, agency, month, recs, time.Now())
 	if err != nil {
-		jsonError(w, http.StatusBadRequest, err.Error())
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if r.URL.Query().Get("format") == "html" {
 		b, err := report.HTML(rep)
 		if err != nil {
-			jsonError(w, http.StatusInternalServerError, err.Error())
+			httpapi.Error(w, http.StatusInternalServerError, err.Error())
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -66,5 +65,5 @@ func (rp *reports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(b)
 		return
 	}
-	jsonOK(w, rep)
+	httpapi.OK(w, rep)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -29,7 +30,7 @@ func publishOutputs(b *bus.Bus) rules.PublishFunc {
 		if err != nil {
 			return err
 		}
-		_, err = b.JS.Publish(ctx, bus.AgencySubject(agency, bus.KindMetrics), data)
+		_, err = b.Publish(ctx, &nats.Msg{Subject: bus.AgencySubject(agency, bus.KindMetrics), Data: data}, "")
 		return err
 	}
 }

@@ -1,90 +1,76 @@
 package builtin
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
 
-	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/internal/httpapi"
+	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing"
 )
 
 // APIPrefix is where the incidents API is served.
 const APIPrefix = "/api/v1/incidents"
 
-// Auditor records audit events.
-type Auditor interface {
-	Write(audit.Entry) error
+// Page sizes of the incident list.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// API serves the incidents visible to the caller:
+//
+//	GET  /api/v1/incidents[?state=&service=&agency=&since=&limit=&cursor=]   a page, newest first
+//	GET  /api/v1/incidents/{id}
+//	POST /api/v1/incidents/{id}/{ack,assign,notes}                          ops and admin
+//
+// Callers are authenticated before it; actions and refusals are audited.
+type API struct {
+	store *Store
+	guard *tenancy.Guard
+	audit tenancy.Auditor
 }
 
-// API serves GET /api/v1/incidents (the caller's incidents) and, for ops
-// and admin, POST /api/v1/incidents/{id}/{ack,assign,notes}. Callers must be
-// authenticated before it. Actions and refused actions go to the audit log.
-func API(s *Store, aud Auditor) http.Handler {
-	if aud == nil {
-		aud = (*audit.Log)(nil)
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := catalogue.FromContext(r.Context())
-		if !ok {
-			writeErr(w, http.StatusUnauthorized, "a valid bearer token is required")
-			return
-		}
-		rest := strings.Trim(strings.TrimPrefix(r.URL.Path, APIPrefix), "/")
-		switch {
-		case rest == "" && r.Method == http.MethodGet:
-			list(w, r, s, id)
-		case rest != "" && r.Method == http.MethodGet && !strings.Contains(rest, "/"):
-			get(w, r, s, id, rest)
-		case rest != "" && r.Method == http.MethodPost:
-			act(w, r, s, id, rest, aud)
-		default:
-			writeErr(w, http.StatusMethodNotAllowed, "use GET "+APIPrefix+" or POST "+APIPrefix+"/{id}/{ack,assign,notes}")
-		}
-	})
+// NewAPI returns the incidents API of a store.
+func NewAPI(s *Store, g *tenancy.Guard) *API {
+	return &API{store: s, guard: g}
 }
 
-type envelope struct {
-	Status string `json:"status"`
-	Data   any    `json:"data,omitempty"`
-	Error  string `json:"error,omitempty"`
+// Page is one page of incidents; Next is the cursor of the following page
+// ("" on the last).
+type Page struct {
+	Incidents []Record `json:"incidents"`
+	Next      string   `json:"next,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeErr(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, envelope{Status: "error", Error: msg})
-}
-
-func scope(id catalogue.Identity) []string {
-	if id.AllAgencies() {
-		return nil
-	}
-	if id.Role == catalogue.RoleAgency {
-		return []string{id.Agency}
-	}
-	return []string{}
-}
-
-func list(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity) {
+// List serves GET /api/v1/incidents.
+func (a *API) List(w http.ResponseWriter, r *http.Request) {
+	id, _ := tenancy.FromContext(r.Context())
 	q := r.URL.Query()
-	f := Filter{Agencies: scope(id), State: q.Get("state"), Service: q.Get("service")}
+	f := Filter{State: q.Get("state"), Service: q.Get("service"), Limit: DefaultPageSize}
+	if id.AllAgencies() {
+		f.Agencies = nil
+	} else {
+		f.Agencies = id.Agencies([]string{id.Agency})
+	}
 	if f.State != "" && f.State != ticketing.StateOpen && f.State != ticketing.StateResolved {
-		writeErr(w, http.StatusBadRequest, "state must be open or resolved")
+		httpapi.Error(w, http.StatusBadRequest, "state must be open or resolved")
 		return
 	}
 	if v := q.Get("agency"); v != "" {
 		if !id.CanRead(v) {
-			writeJSON(w, http.StatusOK, envelope{Status: "success", Data: []Record{}})
+			// Nothing of another agency, the same answer as for one
+			// without incidents; the attempt is audited.
+			_ = a.guard.Authorize(r.Context(), v, map[string]any{"path": r.URL.Path})
+			httpapi.OK(w, Page{Incidents: []Record{}})
 			return
 		}
 		f.Agencies = []string{v}
@@ -92,20 +78,60 @@ func list(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identit
 	if v := q.Get("since"); v != "" {
 		since, err := parseSince(v, time.Now())
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, err.Error())
+			httpapi.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		f.Since = since
 	}
-	recs, err := s.List(r.Context(), f)
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageSize {
+			httpapi.Errorf(w, http.StatusBadRequest, "limit must be between 1 and %d", MaxPageSize)
+			return
+		}
+		f.Limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		c, err := decodeCursor(v)
+		if err != nil {
+			httpapi.Error(w, http.StatusBadRequest, "invalid cursor: "+err.Error())
+			return
+		}
+		f.After = c
+	}
+	recs, next, err := a.store.Page(r.Context(), f)
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, "incident store unavailable: "+err.Error())
+		httpapi.Error(w, http.StatusServiceUnavailable, "incident store unavailable: "+err.Error())
 		return
 	}
 	if recs == nil {
 		recs = []Record{}
 	}
-	writeJSON(w, http.StatusOK, envelope{Status: "success", Data: recs})
+	p := Page{Incidents: recs}
+	if next != nil {
+		p.Next = encodeCursor(*next)
+	}
+	httpapi.OK(w, p)
+}
+
+func encodeCursor(c Cursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.OpenedAt.UnixNano(), 10) + ":" + c.ID))
+}
+
+func decodeCursor(s string) (*Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	ts, id, ok := strings.Cut(string(b), ":")
+	if !ok {
+		return nil, errors.New("malformed")
+	}
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return nil, errors.New("malformed")
+	}
+	return &Cursor{OpenedAt: time.Unix(0, n), ID: id}, nil
 }
 
 // parseSince accepts RFC 3339 or a Prometheus duration back from now.
@@ -119,28 +145,34 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	return time.Time{}, errors.New("since must be an RFC 3339 time or a duration such as 24h")
 }
 
-func get(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity, incID string) {
-	rec, _, err := s.Get(r.Context(), incID)
-	if errors.Is(err, ErrNotFound) || (err == nil && !id.CanRead(rec.Agency)) {
-		writeErr(w, http.StatusNotFound, "no incident "+incID)
+// Get serves GET /api/v1/incidents/{id}.
+func (a *API) Get(w http.ResponseWriter, r *http.Request) {
+	incID := r.PathValue("id")
+	rec, _, err := a.store.Get(r.Context(), incID)
+	if err == nil {
+		if a.guard.Authorize(r.Context(), rec.Agency, map[string]any{"path": r.URL.Path}) != nil {
+			err = ErrNotFound
+		}
+	}
+	if errors.Is(err, ErrNotFound) {
+		httpapi.Error(w, http.StatusNotFound, "no incident "+incID)
 		return
 	}
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error())
+		httpapi.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, envelope{Status: "success", Data: rec})
+	httpapi.OK(w, rec)
 }
 
-func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity, rest string, aud Auditor) {
-	incID, action, ok := strings.Cut(rest, "/")
-	if !ok {
-		writeErr(w, http.StatusNotFound, "use POST "+APIPrefix+"/{id}/{ack,assign,notes}")
-		return
-	}
-	if !id.AllAgencies() || id.ReadOnly {
-		_ = aud.Write(audit.Entry{Who: id.Credential, Action: "incident_" + action + "_denied", Agency: id.Agency, Detail: map[string]any{"incident": incID}})
-		writeErr(w, http.StatusForbidden, "acknowledging, assigning and annotating incidents needs an ops or admin credential")
+// Act serves POST /api/v1/incidents/{id}/{ack,assign,notes}; the route
+// table lets only ops and admin reach it.
+func (a *API) Act(w http.ResponseWriter, r *http.Request) {
+	id, _ := tenancy.FromContext(r.Context())
+	incID, action := r.PathValue("id"), r.PathValue("action")
+	if id.ReadOnly {
+		_ = a.guard.RequireProvider(r.Context(), true, map[string]any{"incident": incID, "action": action})
+		httpapi.Error(w, http.StatusForbidden, "a read-only credential cannot change incidents")
 		return
 	}
 	var body struct {
@@ -149,7 +181,7 @@ func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity
 	}
 	if r.ContentLength != 0 {
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
-			writeErr(w, http.StatusBadRequest, "request body must be JSON: "+err.Error())
+			httpapi.Error(w, http.StatusBadRequest, "request body must be JSON of at most 64 KiB: "+err.Error())
 			return
 		}
 	}
@@ -163,7 +195,7 @@ func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity
 		}
 	case "assign":
 		if body.Assignee == "" {
-			writeErr(w, http.StatusBadRequest, `assign needs {"assignee": "..."}`)
+			httpapi.Error(w, http.StatusBadRequest, `assign needs {"assignee": "..."}`)
 			return
 		}
 		f = func(rec *Record) error {
@@ -173,7 +205,7 @@ func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity
 		}
 	case "notes":
 		if strings.TrimSpace(body.Text) == "" {
-			writeErr(w, http.StatusBadRequest, `notes needs {"text": "..."}`)
+			httpapi.Error(w, http.StatusBadRequest, `notes needs {"text": "..."}`)
 			return
 		}
 		f = func(rec *Record) error {
@@ -181,18 +213,18 @@ func act(w http.ResponseWriter, r *http.Request, s *Store, id catalogue.Identity
 			return nil
 		}
 	default:
-		writeErr(w, http.StatusNotFound, "unknown action "+action+": use ack, assign or notes")
+		httpapi.Error(w, http.StatusNotFound, "unknown action "+action+": use ack, assign or notes")
 		return
 	}
-	rec, err := s.Update(r.Context(), incID, f)
+	rec, err := a.store.Update(r.Context(), incID, f)
 	if errors.Is(err, ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "no incident "+incID)
+		httpapi.Error(w, http.StatusNotFound, "no incident "+incID)
 		return
 	}
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error())
+		httpapi.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	_ = aud.Write(audit.Entry{Who: id.Credential, Action: "incident_" + action, Agency: rec.Agency, Detail: map[string]any{"incident": incID, "role": string(id.Role)}})
-	writeJSON(w, http.StatusOK, envelope{Status: "success", Data: rec})
+	a.guard.Record(audit.Entry{Who: id.Credential, Action: "incident_" + action, Agency: rec.Agency, Detail: map[string]any{"incident": incID, "role": string(id.Role)}})
+	httpapi.OK(w, rec)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,20 +30,98 @@ type Record struct {
 	UpdatedAt    time.Time                `json:"updated_at"`
 }
 
-// Store is the built-in incident store.
+// Store is the built-in incident store. Listing goes through an index in
+// memory (a few hundred bytes per incident), kept by watching the bucket,
+// so that a page of the newest incidents reads only that page.
 type Store struct {
 	kv   jetstream.KeyValue
 	down atomic.Bool
 	now  func() time.Time
+
+	mu      sync.RWMutex
+	index   map[string]entry // bucket key -> what listing filters and sorts by
+	watcher jetstream.KeyWatcher
 }
 
-// Open opens (creating if needed) the store's bucket.
+// entry is an incident as the index holds it.
+type entry struct {
+	agency, id, service, state string
+	openedAt, lastSeen         time.Time
+}
+
+// Open opens (creating if needed) the store's bucket and indexes it.
 func Open(ctx context.Context, b *bus.Bus) (*Store, error) {
 	kv, err := b.KeyValue(ctx, bus.BucketIncidents, 1)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{kv: kv, now: time.Now}, nil
+	s := &Store{kv: kv, now: time.Now, index: map[string]entry{}}
+	// The index holds every current incident before Open returns; Run
+	// keeps it current with what other processes write.
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("index incidents: %w", err)
+	}
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		s.indexUpdate(e)
+	}
+	s.watcher = w
+	return s, nil
+}
+
+// Run keeps the listing index current with what every process writes,
+// until ctx ends; the watch starts over when it breaks (a NATS outage).
+func (s *Store) Run(ctx context.Context) error {
+	w := s.watcher
+	for {
+		if w != nil {
+			func() {
+				defer func() { _ = w.Stop() }()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case e, ok := <-w.Updates():
+						if !ok {
+							return
+						}
+						if e != nil {
+							s.indexUpdate(e)
+						}
+					}
+				}
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		var err error
+		if w, err = s.kv.WatchAll(ctx); err != nil {
+			w = nil
+		}
+	}
+}
+
+func (s *Store) indexUpdate(e jetstream.KeyValueEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(s.index, e.Key())
+		return
+	}
+	var rec Record
+	if json.Unmarshal(e.Value(), &rec) == nil {
+		s.index[e.Key()] = entryOf(&rec)
+	}
+}
+
+func entryOf(rec *Record) entry {
+	return entry{agency: rec.Agency, id: rec.ID, service: rec.Service, state: rec.State, openedAt: rec.OpenedAt, lastSeen: rec.LastSeen}
 }
 
 // SetAvailable makes the store refuse deliveries (temporarily) while
@@ -105,6 +184,12 @@ func (s *Store) put(ctx context.Context, k string, rec *Record, rev uint64) erro
 	} else {
 		_, err = s.kv.Update(ctx, k, b, rev)
 	}
+	if err == nil {
+		// This process reads its own writes at once; the watcher confirms.
+		s.mu.Lock()
+		s.index[k] = entryOf(rec)
+		s.mu.Unlock()
+	}
 	return err
 }
 
@@ -119,46 +204,87 @@ type Filter struct {
 	State    string
 	Service  string
 	Since    time.Time
+	// Limit bounds a page (0: no bound); After continues after a cursor.
+	Limit int
+	After *Cursor
 }
 
-// List returns the incidents matching f, newest first.
+// Cursor is where a page ends: incidents are ordered newest first, by when
+// they opened, then by id.
+type Cursor struct {
+	OpenedAt time.Time
+	ID       string
+}
+
+func (e entry) before(c Cursor) bool {
+	// Newest first: e comes after the cursor when it opened earlier, or at
+	// the same time with a smaller id.
+	return e.openedAt.Before(c.OpenedAt) || (e.openedAt.Equal(c.OpenedAt) && e.id < c.ID)
+}
+
+// List returns every incident matching f, newest first.
 func (s *Store) List(ctx context.Context, f Filter) ([]Record, error) {
-	var filters []string
-	if f.Agencies != nil {
-		if len(f.Agencies) == 0 {
-			return nil, nil
-		}
-		for _, a := range f.Agencies {
-			filters = append(filters, a+".*")
-		}
-	} else {
-		filters = []string{">"}
+	f.Limit, f.After = 0, nil
+	recs, _, err := s.Page(ctx, f)
+	return recs, err
+}
+
+// Page returns a page of the incidents matching f, newest first, and the
+// cursor of the next page (nil on the last).
+func (s *Store) Page(ctx context.Context, f Filter) ([]Record, *Cursor, error) {
+	if f.Agencies != nil && len(f.Agencies) == 0 {
+		return nil, nil, nil
 	}
-	lister, err := s.kv.ListKeysFiltered(ctx, filters...)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
-		return nil, err
+	allowed := map[string]bool{}
+	for _, a := range f.Agencies {
+		allowed[a] = true
 	}
-	var out []Record
-	for k := range lister.Keys() {
-		ent, err := s.kv.Get(ctx, k)
-		if err != nil {
+	s.mu.RLock()
+	var keys []string
+	var es []entry
+	for k, e := range s.index {
+		if (f.Agencies != nil && !allowed[e.agency]) || (f.State != "" && e.state != f.State) ||
+			(f.Service != "" && e.service != f.Service) || (!f.Since.IsZero() && e.lastSeen.Before(f.Since)) ||
+			(f.After != nil && !e.before(*f.After)) {
 			continue
+		}
+		keys = append(keys, k)
+		es = append(es, e)
+	}
+	s.mu.RUnlock()
+	order := make([]int, len(es))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(i, j int) bool {
+		a, b := es[order[i]], es[order[j]]
+		if !a.openedAt.Equal(b.openedAt) {
+			return a.openedAt.After(b.openedAt)
+		}
+		return a.id > b.id
+	})
+	var next *Cursor
+	if f.Limit > 0 && len(order) > f.Limit {
+		order = order[:f.Limit]
+		last := es[order[len(order)-1]]
+		next = &Cursor{OpenedAt: last.openedAt, ID: last.id}
+	}
+	out := make([]Record, 0, len(order))
+	for _, i := range order {
+		ent, err := s.kv.Get(ctx, keys[i])
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		var rec Record
 		if json.Unmarshal(ent.Value(), &rec) != nil {
 			continue
 		}
-		if (f.State != "" && rec.State != f.State) || (f.Service != "" && rec.Service != f.Service) ||
-			(!f.Since.IsZero() && rec.LastSeen.Before(f.Since)) {
-			continue
-		}
 		out = append(out, rec)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].OpenedAt.After(out[j].OpenedAt) })
-	return out, nil
+	return out, next, nil
 }
 
 // ErrNotFound: no incident with that id (visible to the caller).
@@ -249,6 +375,9 @@ func (s *Store) DeleteAgency(ctx context.Context, agency string) (int, error) {
 		if err := s.kv.Purge(ctx, k); err != nil {
 			return n, err
 		}
+		s.mu.Lock()
+		delete(s.index, k)
+		s.mu.Unlock()
 		n++
 	}
 	return n, nil

@@ -9,16 +9,21 @@ package notify
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
 	"net/smtp"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/ticketing"
@@ -145,9 +150,11 @@ func (r *Route) Build(inc *ticketing.Incident) Notification {
 			DeliveryError: inc.DeliveryError,
 		},
 		Links: Links{
-			Incident:  r.externalURL + "/api/v1/incidents/" + inc.ID,
-			Dashboard: inc.Annotations["dashboard"],
-			Runbook:   inc.Annotations["runbook_url"],
+			Incident: r.externalURL + "/api/v1/incidents/" + inc.ID,
+			// The annotations come from the agency's alerts: only
+			// http(s) links reach people.
+			Dashboard: safeLink(inc.Annotations["dashboard"]),
+			Runbook:   safeLink(inc.Annotations["runbook_url"]),
 		},
 	}
 }
@@ -262,53 +269,118 @@ func Subject(n Notification) string {
 
 func (r *Route) email(e *catalogue.EmailReceiver, n Notification) error {
 	var body strings.Builder
-	fmt.Fprintf(&body, "Incident %s %s.\r\n\r\n", n.Incident.ID, n.Event)
-	fmt.Fprintf(&body, "Agency:   %s\r\nService:  %s\r\nPriority: %s\r\nState:    %s\r\nTicket:   %s\r\nSummary:  %s\r\n",
-		n.Incident.Agency, n.Incident.Service, n.Incident.Priority, n.Incident.State, n.Incident.Ticket, n.Incident.Summary)
-	if n.Incident.DeliveryError != "" {
-		fmt.Fprintf(&body, "Delivery error: %s\r\n", n.Incident.DeliveryError)
+	line := func(format string, args ...any) {
+		for i, a := range args {
+			if v, ok := a.(string); ok {
+				args[i] = oneLine(v)
+			}
+		}
+		fmt.Fprintf(&body, format+"\r\n", args...)
 	}
-	fmt.Fprintf(&body, "\r\nIncident:  %s\r\n", n.Links.Incident)
+	line("Incident %s %s.", n.Incident.ID, n.Event)
+	body.WriteString("\r\n")
+	line("Agency:   %s", n.Incident.Agency)
+	line("Service:  %s", n.Incident.Service)
+	line("Priority: %s", n.Incident.Priority)
+	line("State:    %s", n.Incident.State)
+	line("Ticket:   %s", n.Incident.Ticket)
+	line("Summary:  %s", n.Incident.Summary)
+	if n.Incident.DeliveryError != "" {
+		line("Delivery error: %s", n.Incident.DeliveryError)
+	}
+	body.WriteString("\r\n")
+	line("Incident:  %s", n.Links.Incident)
 	if n.Links.Dashboard != "" {
-		fmt.Fprintf(&body, "Dashboard: %s\r\n", n.Links.Dashboard)
+		line("Dashboard: %s", n.Links.Dashboard)
 	}
 	if n.Links.Runbook != "" {
-		fmt.Fprintf(&body, "Runbook:   %s\r\n", n.Links.Runbook)
+		line("Runbook:   %s", n.Links.Runbook)
 	}
-	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n%s",
-		e.From, strings.Join(e.To, ", "), mimeHeader(Subject(n)), body.String())
-	var auth smtp.Auth
-	if e.Username != "" {
-		host, _, _ := strings.Cut(e.Smarthost, ":")
-		auth = smtp.PlainAuth("", e.Username, r.smtpPass, host)
-	}
-	if err := smtp.SendMail(e.Smarthost, auth, e.From, e.To, []byte(msg)); err != nil {
+	msg := "From: " + oneLine(e.From) + "\r\nTo: " + oneLine(strings.Join(e.To, ", ")) + "\r\nSubject: " + mimeHeader(Subject(n)) +
+		"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body.String()
+	if err := sendMail(e, r.smtpPass, []byte(msg)); err != nil {
 		return ticketing.Temporary(fmt.Errorf("email via %s: %w", e.Smarthost, err), 0)
 	}
 	return nil
 }
 
-// mimeHeader encodes a header value with non-ASCII characters (RFC 2047).
-func mimeHeader(s string) string {
-	for _, r := range s {
-		if r > 127 {
-			return "=?utf-8?q?" + qEncode(s) + "?="
+// smtpTimeout bounds a whole SMTP conversation: a stalled mail server cannot
+// hold a delivery lane.
+var smtpTimeout = 30 * time.Second
+
+// sendMail is smtp.SendMail with a deadline on the connection.
+func sendMail(e *catalogue.EmailReceiver, password string, msg []byte) error {
+	host, _, err := net.SplitHostPort(e.Smarthost)
+	if err != nil {
+		return err
+	}
+	conn, err := net.DialTimeout("tcp", e.Smarthost, smtpTimeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(smtpTimeout)); err != nil {
+		return err
+	}
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if ok, _ := c.Extension("STARTTLS"); ok {
+		if err := c.StartTLS(&tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}); err != nil {
+			return err
 		}
 	}
-	return s
+	if e.Username != "" {
+		if err := c.Auth(smtp.PlainAuth("", e.Username, password, host)); err != nil {
+			return err
+		}
+	}
+	if err := c.Mail(e.From); err != nil {
+		return err
+	}
+	for _, to := range e.To {
+		if err := c.Rcpt(to); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
 }
 
-func qEncode(s string) string {
-	var b strings.Builder
-	for _, c := range []byte(s) {
-		switch {
-		case c == ' ':
-			b.WriteByte('_')
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-', c == '.':
-			b.WriteByte(c)
-		default:
-			fmt.Fprintf(&b, "=%02X", c)
+// oneLine makes s safe for one header or body line: control characters
+// (CR, LF, …) become spaces, so text from an alert cannot start a header or
+// a forged body.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
 		}
+		return r
+	}, s)
+}
+
+// mimeHeader makes a header value of s: one line, RFC 2047-encoded where
+// it is not plain printable ASCII.
+func mimeHeader(s string) string {
+	return mime.QEncoding.Encode("utf-8", oneLine(s))
+}
+
+// safeLink returns u if it is an absolute http(s) URL, else "".
+func safeLink(u string) string {
+	p, err := url.Parse(strings.TrimSpace(u))
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || strings.ContainsAny(u, "\r\n") {
+		return ""
 	}
-	return b.String()
+	return p.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -111,4 +112,74 @@ func TestReceivers(t *testing.T) {
 	var tmp *ticketing.TemporaryError
 	require.ErrorAs(t, err, &tmp)
 	require.True(t, strings.Contains(err.Error(), "webhook"))
+}
+
+// TestHostileAlertText: an agency's alert text cannot add headers or a
+// forged body to the provider's on-call mail, and only http(s) links reach
+// people.
+func TestHostileAlertText(t *testing.T) {
+	smtpSrv, err := testutil.NewSMTPServer()
+	require.NoError(t, err)
+	defer smtpSrv.Close()
+	r, err := notify.NewRoute(&catalogue.NotificationRoute{
+		Name:  "oncall",
+		Email: &catalogue.EmailReceiver{To: []string{"noc@provider.example"}, From: "samdrift@provider.example", Smarthost: smtpSrv.Addr()},
+	}, "http://samdrift.example")
+	require.NoError(t, err)
+	evil := inc("opened", "Critical")
+	evil.Summary = "Disk full\r\nBcc: attacker@evil.example\r\n\r\nPlease log in at http://evil.example"
+	evil.Annotations = map[string]string{"dashboard": "javascript:alert(1)", "runbook_url": "https://runbooks.example/disk\r\nX-Evil: 1"}
+	_, err = r.Deliver(context.Background(), evil)
+	require.NoError(t, err)
+	mail := smtpSrv.Mail()
+	require.Len(t, mail, 1)
+	headers, body, ok := strings.Cut(mail[0].Data, "\r\n\r\n")
+	require.True(t, ok)
+	// Every header line is one of ours: alert text cannot start one.
+	for _, h := range strings.Split(headers, "\r\n") {
+		require.Regexp(t, `^(From|To|Subject|MIME-Version|Content-Type|Content-Transfer-Encoding): `, h)
+	}
+	require.Equal(t, []string{"noc@provider.example"}, mail[0].To, "no recipient added")
+	require.NotContains(t, body, "javascript:")
+	require.NotContains(t, body, "Runbook:", "a link with a line break is dropped")
+	require.Contains(t, body, "Summary:  Disk full  Bcc: attacker@evil.example    Please log in", "the text stays on its line")
+
+	b := r.Build(evil)
+	require.Empty(t, b.Links.Dashboard)
+	require.Empty(t, b.Links.Runbook)
+	ok2 := inc("opened", "Critical")
+	ok2.Annotations = map[string]string{"runbook_url": "https://runbooks.example/disk"}
+	require.Equal(t, "https://runbooks.example/disk", r.Build(ok2).Links.Runbook)
+}
+
+// TestStalledMailServer: a mail server that accepts the connection and
+// never answers costs a bounded wait, then a temporary error.
+func TestStalledMailServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never answered
+		}
+	}()
+	r, err := notify.NewRoute(&catalogue.NotificationRoute{
+		Name:  "oncall",
+		Email: &catalogue.EmailReceiver{To: []string{"noc@provider.example"}, From: "samdrift@provider.example", Smarthost: ln.Addr().String()},
+	}, "http://samdrift.example")
+	require.NoError(t, err)
+	notify.SetSMTPTimeout(t, 300*time.Millisecond)
+	done := make(chan error, 1)
+	go func() { _, err := r.Deliver(context.Background(), inc("opened", "Critical")); done <- err }()
+	select {
+	case err := <-done:
+		var tmp *ticketing.TemporaryError
+		require.ErrorAs(t, err, &tmp)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled mail server blocked the delivery")
+	}
 }

@@ -34,7 +34,7 @@ agencies:
 	require.NoError(t, err)
 	c := client(url, "samdrift")
 	d := ticketing.DeliveryOptions{Name: "remedy", Backend: c, Primary: true, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
-	_, err = e.EnsureDelivery(ctx, d)
+	err = e.EnsureDelivery(ctx, d)
 	require.NoError(t, err)
 	go func() { _ = e.RunDelivery(ctx, d) }()
 
