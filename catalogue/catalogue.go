@@ -63,11 +63,11 @@ type RoleConfig struct {
 // client certificate subject, to a name.
 type Credential struct {
 	Name        string `yaml:"name"`
-	TokenSHA256 string `yaml:"token_sha256"`
+	TokenSHA256 string `yaml:"token_sha256,omitempty"`
 	// CertSubject is the subject of a client certificate (as Go prints it,
 	// e.g. "CN=digg-prometheus,O=DIGG") that authenticates as this
 	// credential when the HTTP listener verifies client certificates.
-	CertSubject string `yaml:"cert_subject"`
+	CertSubject string `yaml:"cert_subject,omitempty"`
 }
 
 // Defaults apply to every agency unless the agency overrides them.
@@ -160,10 +160,10 @@ type Agency struct {
 
 // Remedy maps an agency to its Remedy multi-tenancy company and support group.
 type Remedy struct {
-	Company             string `yaml:"company"`
-	SupportCompany      string `yaml:"support_company"`
-	SupportOrganization string `yaml:"support_organization"`
-	AssignedGroup       string `yaml:"assigned_group"`
+	Company             string `yaml:"company,omitempty"`
+	SupportCompany      string `yaml:"support_company,omitempty"`
+	SupportOrganization string `yaml:"support_organization,omitempty"`
+	AssignedGroup       string `yaml:"assigned_group,omitempty"`
 }
 
 // Service is one monitored service of an agency.

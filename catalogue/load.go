@@ -343,3 +343,27 @@ func node(root *yaml.Node, path ...any) *yaml.Node {
 	}
 	return n
 }
+
+// RemedyPasswordEnv, when set, holds the Remedy password instead of
+// ticketing.remedy.password_file.
+const RemedyPasswordEnv = "SAMDRIFT_REMEDY_PASSWORD"
+
+// ReadSecret returns a secret from the environment variable env, else from
+// file (trailing newline removed). Secrets are never inline in the
+// catalogue.
+func ReadSecret(env, file, what string) (string, error) {
+	if v := os.Getenv(env); env != "" && v != "" {
+		return v, nil
+	}
+	if file == "" {
+		if env == "" {
+			return "", fmt.Errorf("%s: set a password_file", what)
+		}
+		return "", fmt.Errorf("%s: set %s or a password_file", what, env)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}

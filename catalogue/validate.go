@@ -204,6 +204,9 @@ func (v *validator) validate(c *Catalogue) {
 	}
 	for i, rw := range c.RemoteWrite {
 		v.url([]any{"remote_write", i, "url"}, rw.URL, "remote_write url")
+		if i > 0 {
+			v.errorf([]any{"remote_write", i}, "only one remote_write entry is supported (the scale-out engine)")
+		}
 	}
 
 	for i, a := range c.Agencies {

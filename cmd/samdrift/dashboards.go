@@ -90,14 +90,10 @@ func first(vs ...string) string {
 // provisionGrafana provisions every organisation of the catalogue, printing
 // progress; passwordFile is read unless SAMDRIFT_GRAFANA_PASSWORD is set.
 func provisionGrafana(c *catalogue.Catalogue, o grafana.Options, passwordFile string) error {
-	if o.Password = os.Getenv(grafanaPasswordEnv); o.Password == "" {
-		b, err := os.ReadFile(passwordFile)
-		if err != nil {
-			return fmt.Errorf("grafana admin password: %w (set %s or a password file)", err, grafanaPasswordEnv)
-		}
-		o.Password = strings.TrimRight(string(b), "\r\n")
-	}
 	var err error
+	if o.Password, err = catalogue.ReadSecret(grafanaPasswordEnv, passwordFile, "grafana admin password"); err != nil {
+		return err
+	}
 	if o.Key, err = c.EnsureGrafanaKey(); err != nil {
 		return err
 	}

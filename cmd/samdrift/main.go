@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -16,7 +17,7 @@ var version = ""
 
 func main() {
 	setGCPercent()
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // defaultGCPercent trades some CPU for a much smaller heap: ingest
@@ -41,10 +42,25 @@ func getVersion() string {
 	return "dev"
 }
 
-// run parses args and runs the chosen subcommand, returning the exit code.
-func run(args []string) int {
+// run parses args and runs the chosen subcommand, returning the exit code:
+// help (asked for) on stdout with 0; no command or a usage error, help or
+// the error on stderr with 2.
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	app := kingpin.New("samdrift", "Multi-agency monitoring and incident pipeline.")
 	app.HelpFlag.Short('h')
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	// kingpin ends the process after --help; run returns the code instead.
+	type exit int
+	app.Terminate(func(c int) { panic(exit(c)) })
+	defer func() {
+		r := recover()
+		if e, ok := r.(exit); ok {
+			code = int(e)
+		} else if r != nil {
+			panic(r)
+		}
+	}()
 	logLevel := app.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
 	logFormat := app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").Enum("logfmt", "json")
 
@@ -62,9 +78,13 @@ func run(args []string) int {
 	registerToken(app, cmds)
 	registerVersion(app, cmds)
 
+	if len(args) == 0 {
+		app.Usage(nil)
+		return 2
+	}
 	cmd, err := app.Parse(args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "samdrift: %v\n", err)
+		fmt.Fprintf(stderr, "samdrift: %v\n", err)
 		return 2
 	}
 	return cmds[cmd](newLogger(*logLevel, *logFormat))

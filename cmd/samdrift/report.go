@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,24 +16,6 @@ import (
 	"github.com/samdrift/samdrift/dashboards/report"
 	"github.com/samdrift/samdrift/internal/metering"
 )
-
-func decodeJSON(r io.Reader, v any) error {
-	if err := json.NewDecoder(r).Decode(v); err != nil {
-		return fmt.Errorf("unexpected answer: %w", err)
-	}
-	return nil
-}
-
-// apiErrorText is the error of a JSON error answer, else the body.
-func apiErrorText(b []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	return strings.TrimSpace(string(b))
-}
 
 func registerReport(app *kingpin.Application, cmds map[string]func(*slog.Logger) int) {
 	rep := app.Command("report", "Monthly reports from a running Samdrift.")
@@ -55,7 +35,7 @@ func registerReport(app *kingpin.Application, cmds map[string]func(*slog.Logger)
 			FundedBy string  `json:"funded_by"`
 			Share    float64 `json:"share"`
 		}
-		if err := usAPI.getJSON(context.Background(), "/api/v1/admin/usage?month="+url.QueryEscape(month), &rows); err != nil {
+		if err := usAPI.client().Get(context.Background(), "/api/v1/admin/usage?month="+url.QueryEscape(month), &rows); err != nil {
 			fmt.Fprintln(os.Stderr, "samdrift report usage:", err)
 			return 1
 		}
@@ -88,7 +68,7 @@ func registerReport(app *kingpin.Application, cmds map[string]func(*slog.Logger)
 		month := first(*slaMonth, time.Now().Format("2006-01"))
 		var r report.SLA
 		q := url.Values{"agency": {*agency}, "month": {month}}
-		if err := slaAPI.getJSON(context.Background(), "/api/v1/reports/sla?"+q.Encode(), &r); err != nil {
+		if err := slaAPI.client().Get(context.Background(), "/api/v1/reports/sla?"+q.Encode(), &r); err != nil {
 			fmt.Fprintln(os.Stderr, "samdrift report sla:", err)
 			return 1
 		}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,16 +10,8 @@ import (
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/internal/audit"
+	"github.com/samdrift/samdrift/internal/onboard"
 )
-
-// newToken returns a random bearer token: 32 bytes from crypto/rand.
-func newToken() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return "sd_" + base64.RawURLEncoding.EncodeToString(b), nil
-}
 
 func registerToken(app *kingpin.Application, cmds map[string]func(*slog.Logger) int) {
 	tok := app.Command("token", "Credentials.")
@@ -40,7 +30,7 @@ func registerToken(app *kingpin.Application, cmds map[string]func(*slog.Logger) 
 		if *name == "" {
 			*name = fmt.Sprintf("%s-%s", owner, time.Now().UTC().Format("20060102-150405"))
 		}
-		t, err := newToken()
+		t, err := onboard.NewToken()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -99,8 +99,8 @@ func promQuery(t T, addr, q string) []sample {
 	return pr.Data.Result
 }
 
-// TestRemoteWriteExportAndRemoteRead: with --remote-write.url every
-// agency's samples reach a real Prometheus (its remote-write receiver)
+// TestRemoteWriteExportAndRemoteRead: with the catalogue's remote_write
+// entry every agency's samples reach a real Prometheus (its remote-write receiver)
 // through Prometheus's queue manager, each request carrying its agency as
 // X-Scope-OrgID; with --store.remote-read-url, data older than the local
 // TSDB is read back from it, each agency still seeing only its own.
@@ -130,7 +130,10 @@ func TestRemoteWriteExportAndRemoteRead(t *testing.T) {
 	ps := httptest.NewServer(proxy.handler(t, "http://"+promAddr))
 	defer ps.Close()
 
-	addr := startPushNode(t, "--remote-write.url", ps.URL+"/api/v1/write", "--remote-write.batch-send-deadline", "500ms",
+	cfg := filepath.Join(dir, "catalogue.yaml")
+	writeFile(t, cfg, pushCatalogue()+"remote_write:\n  - {url: \""+ps.URL+"/api/v1/write\", tenant_header: X-Scope-OrgID}\n")
+	addr := freeAddr(t)
+	start(t, addr, "run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--remote-write.batch-send-deadline", "500ms",
 		"--store.remote-read-url", ps.URL+"/api/v1/read")
 	now := time.Now()
 	require.Equal(t, 204, pushRW(t, addr, alphaToken, ts(now, 10, "__name__", "e2e_exported", "host", "a")).code)

@@ -1,14 +1,10 @@
 package node
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +16,7 @@ import (
 	"github.com/samdrift/samdrift/internal/audit"
 	"github.com/samdrift/samdrift/internal/httpapi"
 	"github.com/samdrift/samdrift/internal/metering"
+	"github.com/samdrift/samdrift/internal/onboard"
 	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
@@ -123,49 +120,9 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/gzip")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="samdrift-%s-%s.tar.gz"`, id, time.Now().UTC().Format("20060102T150405Z")))
-	if err := writeTarGz(w, tmp); err != nil {
+	if err := onboard.WriteTarGz(w, tmp); err != nil {
 		a.n.logger.Error("export agency", "agency", id, "err", err)
 	}
-}
-
-func writeTarGz(w io.Writer, dir string) error {
-	gz := gzip.NewWriter(w)
-	tw := tar.NewWriter(gz)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		hdr, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return gz.Close()
 }
 
 // drop deletes every piece of the agency's data: its TSDB, its incidents and
@@ -190,6 +147,8 @@ func (a *admin) drop(w http.ResponseWriter, r *http.Request) {
 	for _, s := range []struct{ stream, subject string }{
 		{bus.StreamMetrics, bus.AgencySubject(id, bus.KindMetrics)},
 		{bus.StreamAlerts, bus.AgencySubject(id, bus.KindAlerts)},
+		{bus.StreamOutbox, bus.OutboxSubject(id)},
+		{bus.StreamDeadLetter, bus.DeadLetterSubject(id, "*")},
 	} {
 		_ = a.p.bus.PurgeSubject(ctx, s.stream, s.subject)
 	}

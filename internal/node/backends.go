@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
-	"strings"
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/ticketing"
@@ -18,23 +16,7 @@ import (
 
 // RemedyPasswordEnv, when set, holds the Remedy password instead of
 // ticketing.remedy.password_file.
-const RemedyPasswordEnv = "SAMDRIFT_REMEDY_PASSWORD"
-
-// readSecret returns a secret from the environment variable env, else from
-// file (trailing newline removed).
-func readSecret(env, file, what string) (string, error) {
-	if v := os.Getenv(env); v != "" {
-		return v, nil
-	}
-	if file == "" {
-		return "", fmt.Errorf("%s: set %s or a password_file", what, env)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
+const RemedyPasswordEnv = catalogue.RemedyPasswordEnv
 
 // deliveries returns the ticket backends of the catalogue: the built-in
 // store always (the record behind the API), and Remedy when configured,
@@ -60,7 +42,7 @@ func (n *Node) deliveries(ctx context.Context, cat *catalogue.Catalogue, inciden
 		return append([]ticketing.DeliveryOptions{{Name: "builtin", Backend: incidents, Primary: true}}, routes...), func() {}, nil
 	}
 	r := cat.Ticketing.Remedy
-	pw, err := readSecret(RemedyPasswordEnv, r.PasswordFile, "remedy password")
+	pw, err := catalogue.ReadSecret(RemedyPasswordEnv, r.PasswordFile, "remedy password")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -200,7 +200,7 @@ func (n *Node) setupStore(ctx context.Context, p *parts, as *actors) error {
 		so.Instance, so.NoSampleMetering = n.cfg.Instance, true
 	}
 	if n.has("query") {
-		so.RemoteWrite = n.cfg.RemoteWrite
+		so.RemoteWrite = n.remoteWrite()
 	}
 	st, err := store.New(so)
 	if err != nil {
@@ -404,5 +404,17 @@ func (n *Node) setupBackground(_ context.Context, p *parts, as *actors) error {
 // goroutines): it waits until the actor is interrupted.
 func waitDone(ctx context.Context) error {
 	<-ctx.Done()
+	return nil
+}
+
+// remoteWrite is the export to a scale-out engine: --remote-write.url, else
+// the catalogue's remote_write entry.
+func (n *Node) remoteWrite() *store.RemoteConfig {
+	if n.cfg.RemoteWrite != nil {
+		return n.cfg.RemoteWrite
+	}
+	if rws := n.holder.Get().RemoteWrite; len(rws) > 0 {
+		return &store.RemoteConfig{URL: rws[0].URL, TenantHeader: rws[0].TenantHeader}
+	}
 	return nil
 }

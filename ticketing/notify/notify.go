@@ -105,11 +105,11 @@ func NewRoute(cfg *catalogue.NotificationRoute, externalURL string) (*Route, err
 		r.token = strings.TrimSpace(string(b))
 	}
 	if cfg.Email != nil && cfg.Email.PasswordFile != "" {
-		b, err := os.ReadFile(cfg.Email.PasswordFile)
+		pw, err := catalogue.ReadSecret("", cfg.Email.PasswordFile, "notification route "+cfg.Name+": smtp password")
 		if err != nil {
-			return nil, fmt.Errorf("notification route %q: %w", cfg.Name, err)
+			return nil, err
 		}
-		r.smtpPass = strings.TrimRight(string(b), "\r\n")
+		r.smtpPass = pw
 	}
 	return r, nil
 }
