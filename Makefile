@@ -37,8 +37,10 @@ test-faults: build ## Fault suite, long form: 20 SIGKILLs, NATS restart, ticket 
 	grep -E '^(--- |ok|FAIL)|Error:|Messages:' fault-test.log; echo; cat fault-report.txt 2>/dev/null; \
 	[ $$rc = 0 ] || echo "fault suite failed; the whole output is in fault-test.log"; exit $$rc
 
-test-isolation: build ## Isolation suite: every endpoint and subject tried by one agency against another's data; prints the attempts and the leak count.
-	SAMDRIFT_ISOLATION_REPORT=$(CURDIR)/isolation-report.txt $(GO) test -count=1 -run '^TestIsolationSuite$$' ./internal/e2e/
+test-isolation: build ## Isolation suites, long form: one agency reads, writes and floods (40,000 alerts) against another; prints the attempts and the effect count.
+	@rm -f $(CURDIR)/isolation-report.txt
+	SAMDRIFT_ISOLATION=full SAMDRIFT_ISOLATION_REPORT=$(CURDIR)/isolation-report.txt $(GO) test -count=1 -timeout 20m -v -run '^TestIsolation' ./internal/e2e/ \
+	  | grep -E '^(=== RUN|--- |ok|FAIL)|isolation_writes_test.go:[0-9]+: [^ ]'
 	@cat $(CURDIR)/isolation-report.txt
 
 fuzz-short: ## Every fuzz target for 5s (the form CI runs).

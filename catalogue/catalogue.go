@@ -97,6 +97,7 @@ type LimitsConfig struct {
 	MaxOutstandingRequestsPerTenant *int `yaml:"max_outstanding_requests_per_tenant"`
 	MaxFetchedSeriesPerQuery        *int `yaml:"max_fetched_series_per_query"`
 	MaxSamplesPerQuery              *int `yaml:"max_samples_per_query"`
+	MaxQueryExpressionSizeBytes     *int `yaml:"max_query_expression_size_bytes"`
 }
 
 // Limits are the effective limits of one agency.
@@ -118,6 +119,9 @@ type Limits struct {
 	// MaxSamplesPerQuery bounds the samples one query holds in memory at
 	// once (Prometheus's --query.max-samples, per agency).
 	MaxSamplesPerQuery int
+	// MaxQueryExpressionSizeBytes bounds a query's text (query and match[]
+	// together): a longer one is refused before it is parsed.
+	MaxQueryExpressionSizeBytes int
 }
 
 // DefaultLimits are used where neither defaults.limits nor the agency sets a value.
@@ -135,6 +139,7 @@ var DefaultLimits = Limits{
 	MaxOutstandingRequestsPerTenant: 100,
 	MaxFetchedSeriesPerQuery:        500000,
 	MaxSamplesPerQuery:              5000000,
+	MaxQueryExpressionSizeBytes:     256 << 10,
 }
 
 // Agency is one customer agency (a tenant).

@@ -302,6 +302,7 @@ func (v *validator) limits(path []any, lc LimitsConfig, base Limits) Limits {
 		{"max_outstanding_requests_per_tenant", lc.MaxOutstandingRequestsPerTenant, &l.MaxOutstandingRequestsPerTenant},
 		{"max_fetched_series_per_query", lc.MaxFetchedSeriesPerQuery, &l.MaxFetchedSeriesPerQuery},
 		{"max_samples_per_query", lc.MaxSamplesPerQuery, &l.MaxSamplesPerQuery},
+		{"max_query_expression_size_bytes", lc.MaxQueryExpressionSizeBytes, &l.MaxQueryExpressionSizeBytes},
 	}
 	for _, f := range ints {
 		if f.val == nil {

@@ -57,8 +57,9 @@ type Scraper struct {
 	tsets   chan map[string][]*targetgroup.Group
 	metrics *scrapeMetrics
 
-	mu   sync.Mutex
-	jobs map[string]bool
+	mu    sync.Mutex
+	jobs  map[string]bool
+	owned int // targets this collector scrapes (-1 before the first Apply)
 }
 
 // NewScraper returns a scraper; call Apply with a catalogue and Run.
@@ -75,6 +76,7 @@ func NewScraper(o Options) (*Scraper, error) {
 		tracer: o.Tracer.Tracer("github.com/samdrift/samdrift/collector"),
 		tsets:  make(chan map[string][]*targetgroup.Group, 1),
 		jobs:   map[string]bool{},
+		owned:  -1,
 	}
 	s.metrics = newScrapeMetrics(o.Registerer)
 	reg := o.Registerer
@@ -116,6 +118,7 @@ func (s *Scraper) Apply(c *catalogue.Catalogue) error {
 	}
 	protocols := []string{"OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0", "PrometheusText0.0.4", "PrometheusProto"}
 	var cfgs []scrapeConfig
+	var owned, total int
 	groups := map[string][]*targetgroup.Group{}
 	for _, a := range c.Agencies {
 		if !a.Phase.AcceptsData() {
@@ -136,9 +139,11 @@ func (s *Scraper) Apply(c *catalogue.Catalogue) error {
 					},
 				}
 				for _, t := range sc.Targets {
+					total++
 					if s.opts.Filter != nil && !s.opts.Filter(job, t) {
 						continue
 					}
+					owned++
 					tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(t)})
 				}
 				cfgs = append(cfgs, scrapeConfig{
@@ -152,6 +157,10 @@ func (s *Scraper) Apply(c *catalogue.Catalogue) error {
 				groups[job] = []*targetgroup.Group{tg}
 			}
 		}
+	}
+	if owned != s.owned {
+		s.logger.Info("scrape targets", "owned", owned, "of", total)
+		s.owned = owned
 	}
 	// Going through Prometheus's own config loader gives every scrape
 	// config exactly Prometheus's defaults and validation.

@@ -81,6 +81,17 @@ func (l *QueryLimits) Middleware(next http.Handler) http.Handler {
 		}
 		lim := l.limits(id)
 		key := tenantKey(id)
+		if err := r.ParseForm(); err == nil {
+			n := len(r.Form.Get("query"))
+			for _, m := range r.Form["match[]"] {
+				n += len(m)
+			}
+			if n > lim.MaxQueryExpressionSizeBytes {
+				l.rejected.WithLabelValues(key, "max_query_expression_size_bytes").Inc()
+				httpapi.Errorf(w, http.StatusUnprocessableEntity, "the query is %d bytes, more than max_query_expression_size_bytes (%d)", n, lim.MaxQueryExpressionSizeBytes)
+				return
+			}
+		}
 		release, err := l.acquire(r.Context(), key, lim)
 		if err != nil {
 			l.rejected.WithLabelValues(key, err.limit).Inc()

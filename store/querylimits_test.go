@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ agencies:
     name: Alpha
     phase: run
     credentials: [{name: alpha-cred, token_sha256: %s}]
-    limits: {max_concurrent_queries: 1, max_outstanding_requests_per_tenant: 1, max_samples_per_query: 1000, max_fetched_series_per_query: 50}
+    limits: {max_concurrent_queries: 1, max_outstanding_requests_per_tenant: 1, max_samples_per_query: 1000, max_fetched_series_per_query: 50,
+             max_query_expression_size_bytes: 4096}
   - id: beta
     name: Beta
     phase: run
@@ -90,6 +92,12 @@ agencies:
 	require.Contains(t, body, "max_fetched_series_per_query (50)")
 	code, _ = q("alpha-token", `count(m{i=~"1.*"})`)
 	require.Equal(t, http.StatusOK, code, "a narrower selector passes")
+	long := `m{i="1"}` + strings.Repeat(` or m{i="1"}`, 500)
+	code, body = q("alpha-token", long)
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	require.Contains(t, body, "max_query_expression_size_bytes (4096)")
+	code, _ = q("beta-token", long)
+	require.Equal(t, http.StatusOK, code, "beta's limit is the default")
 
 	// One of alpha's queries runs, one waits; the third is refused at once.
 	var wg sync.WaitGroup

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
@@ -262,9 +263,21 @@ func (e *Engine) deadLetter(ctx context.Context, agency string, m jetstream.Msg,
 	_ = m.Term()
 }
 
-// Process applies alerts of one agency to their incidents.
+// keyParallelism bounds the incident keys of one message worked on at once.
+const keyParallelism = 16
+
+// Process applies alerts of one agency to their incidents. Alerts of one key
+// are applied in order and folded into as few state changes as the
+// incident's identity allows; different keys proceed in parallel. A message
+// of 10,000 alerts of ten keys costs ten state changes, not 10,000.
 func (e *Engine) Process(ctx context.Context, agency string, alerts []bus.Alert) error {
 	cat := e.opts.Catalogue.Get()
+	type keyAlerts struct {
+		t      Target
+		alerts []bus.Alert
+	}
+	var keys []*keyAlerts
+	byKey := map[string]*keyAlerts{}
 	for _, a := range alerts {
 		t, reason := TargetFor(cat, agency, a)
 		if reason != "" {
@@ -274,11 +287,47 @@ func (e *Engine) Process(ctx context.Context, agency string, alerts []bus.Alert)
 			}
 			continue
 		}
-		if err := e.apply(ctx, t, func(cur *Incident, now time.Time) (*Incident, Change) {
-			return Apply(cur, a, t, now)
-		}); err != nil {
+		k := byKey[t.StoredKey]
+		if k == nil {
+			k = &keyAlerts{t: t}
+			byKey[t.StoredKey] = k
+			keys = append(keys, k)
+		}
+		k.alerts = append(k.alerts, a)
+	}
+	if len(keys) == 1 {
+		return e.applyAll(ctx, keys[0].t, keys[0].alerts)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(keyParallelism)
+	for _, k := range keys {
+		g.Go(func() error { return e.applyAll(gctx, k.t, k.alerts) })
+	}
+	return g.Wait()
+}
+
+// applyAll applies the alerts of one key, in order, folding consecutive
+// alerts into one state change as long as they change the same incident.
+func (e *Engine) applyAll(ctx context.Context, t Target, alerts []bus.Alert) error {
+	for len(alerts) > 0 {
+		used := 0
+		err := e.apply(ctx, t, func(cur *Incident, now time.Time) (*Incident, Change) {
+			inc, change := cur, Unchanged
+			used = 0
+			for _, a := range alerts {
+				next, ch := Apply(inc, a, t, now)
+				if used > 0 && next != nil && inc != nil && next.ID != inc.ID {
+					break // another incident begins: store this one first
+				}
+				inc, change = next, max(change, ch)
+				used++
+			}
+			return inc, change
+		})
+		if err != nil {
 			return err
 		}
+		alerts = alerts[used:]
 	}
 	return nil
 }

@@ -190,3 +190,41 @@ func (c *countingBackend) attempts() int {
 	defer c.mu.Unlock()
 	return c.tries
 }
+
+// TestProcessFoldsAlertsOfAKey: a message of many alerts of few keys makes
+// one incident per key with every alert counted; a key whose incident
+// resolves and fires again beyond the reopen window within the same message
+// gets a second incident, the first one kept resolved.
+func TestProcessFoldsAlertsOfAKey(t *testing.T) {
+	b, h := setup(t)
+	ctx := context.Background()
+	e, err := ticketing.New(ctx, ticketing.Options{Bus: b, Catalogue: h})
+	require.NoError(t, err)
+	var alerts []bus.Alert
+	for i := range 2000 {
+		alerts = append(alerts, firing("alpha", fmt.Sprintf("Fold%d", i%4), i))
+	}
+	require.NoError(t, e.Process(ctx, "alpha", alerts))
+	for k := range 4 {
+		_, stored, _ := ticketing.DedupKey("alpha", "web", fmt.Sprintf("Fold%d", k), nil, alerts[k].Labels)
+		inc, err := e.Incident(ctx, stored)
+		require.NoError(t, err)
+		require.Equal(t, 500, inc.Count)
+		require.LessOrEqual(t, len(inc.WorkLog), ticketing.MaxWorkLog, "the work log stays bounded")
+		require.Positive(t, inc.WorkLogOmitted)
+	}
+
+	// Resolved, then firing again after the reopen window: two incidents.
+	h.Get().Ticketing.ReopenWindow = 0
+	a := firing("beta", "Again", 1)
+	resolved := a
+	resolved.EndsAt = time.Now().Add(-time.Second)
+	again := a
+	again.StartsAt = time.Now()
+	require.NoError(t, e.Process(ctx, "beta", []bus.Alert{a, resolved, again}))
+	_, stored, _ := ticketing.DedupKey("beta", "web", "Again", nil, a.Labels)
+	inc, err := e.Incident(ctx, stored)
+	require.NoError(t, err)
+	require.Equal(t, ticketing.StateOpen, inc.State)
+	require.Equal(t, uint64(1), inc.Version, "a new incident")
+}

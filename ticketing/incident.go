@@ -63,10 +63,15 @@ type Incident struct {
 
 	// Alerts are the alerts grouped into the incident, by fingerprint.
 	Alerts map[string]*AlertState `json:"alerts"`
-	// Count is the number of distinct alerts the incident has grouped.
-	Count int `json:"count"`
+	// Count is the number of distinct alerts the incident has grouped;
+	// Untracked those beyond MaxTrackedAlerts, counted only.
+	Count     int `json:"count"`
+	Untracked int `json:"untracked,omitempty"`
 
 	WorkLog []WorkLogEntry `json:"work_log"`
+	// WorkLogOmitted counts entries dropped from the middle of the log to
+	// keep it within MaxWorkLog.
+	WorkLogOmitted int `json:"work_log_omitted,omitempty"`
 
 	// Version counts changes; Enqueued is the newest version handed to the
 	// outbox; Delivered the newest the backend confirmed.
@@ -78,9 +83,22 @@ type Incident struct {
 	DeliveryError string `json:"delivery_error,omitempty"`
 }
 
+// Bounds on one incident, whatever an agency sends: its state is one
+// key-value entry, and one message of alerts must cost a bounded amount.
+const (
+	// MaxTrackedAlerts are tracked one by one (for resolution); more are
+	// counted.
+	MaxTrackedAlerts = 5000
+	// MaxAlertLabels alerts keep their labels (for people); the rest only
+	// their state.
+	MaxAlertLabels = 100
+	// MaxWorkLog entries are kept: the first and the newest.
+	MaxWorkLog = 100
+)
+
 // AlertState is one alert of an incident.
 type AlertState struct {
-	Labels   map[string]string `json:"labels"`
+	Labels   map[string]string `json:"labels,omitempty"`
 	StartsAt time.Time         `json:"starts_at"`
 	EndsAt   time.Time         `json:"ends_at,omitzero"`
 	LastSeen time.Time         `json:"last_seen"`
@@ -186,6 +204,11 @@ func Priority(impact, urgency int) string {
 // Open reports whether the incident is open.
 func (inc *Incident) Open() bool { return inc.State == StateOpen }
 
+// log adds a work log entry, keeping the first and the newest MaxWorkLog-1.
 func (inc *Incident) log(at time.Time, text string) {
 	inc.WorkLog = append(inc.WorkLog, WorkLogEntry{At: at, Author: "samdrift", Text: text})
+	if over := len(inc.WorkLog) - MaxWorkLog; over > 0 {
+		inc.WorkLog = append(inc.WorkLog[:1], inc.WorkLog[1+over:]...)
+		inc.WorkLogOmitted += over
+	}
 }

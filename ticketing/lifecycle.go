@@ -257,8 +257,19 @@ func (inc *Incident) addAlert(a bus.Alert, fp string, now time.Time) {
 		}
 		return
 	}
-	inc.Alerts[fp] = &AlertState{Labels: a.Labels, StartsAt: a.StartsAt, EndsAt: a.EndsAt, LastSeen: now, Firing: true}
 	inc.Count++
+	if len(inc.Alerts) >= MaxTrackedAlerts {
+		if inc.Untracked == 0 {
+			inc.log(now, fmt.Sprintf("More than %d alerts: the rest are counted, not tracked one by one.", MaxTrackedAlerts))
+		}
+		inc.Untracked++
+		return
+	}
+	st := &AlertState{StartsAt: a.StartsAt, EndsAt: a.EndsAt, LastSeen: now, Firing: true}
+	if len(inc.Alerts) < MaxAlertLabels {
+		st.Labels = a.Labels
+	}
+	inc.Alerts[fp] = st
 }
 
 // escalate raises the urgency (and so the priority) when a more severe alert joins.

@@ -41,6 +41,8 @@ type nodeFlags struct {
 	rwDeadline       *time.Duration
 	pprof            *bool
 	metricsAnon      *bool
+	readTimeout      *time.Duration
+	maxConns         *int
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -75,6 +77,8 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.rwDeadline = cmd.Flag("remote-write.batch-send-deadline", "Longest wait to fill a remote-write batch.").Default("5s").Duration()
 	f.metricsAnon = cmd.Flag("web.metrics-anonymous", "Serve /metrics without credentials (it names every agency; by default it takes an ops or admin token).").Bool()
 	f.pprof = cmd.Flag("web.enable-pprof", "Serve Go profiles under /debug/pprof/ (for benchmarks and support).").Bool()
+	f.readTimeout = cmd.Flag("web.read-timeout", "Longest time to read a whole request, body included: a client that trickles its request is cut off.").Default("1m").Duration()
+	f.maxConns = cmd.Flag("web.max-connections", "Most simultaneous HTTP connections.").Default("512").Int()
 	f.auditLog = cmd.Flag("audit-log", "Audit trail file (JSON lines; default <data-dir>/audit.log). May be the file samdrift agency … --audit-log writes.").String()
 	f.tracingEndpoint = cmd.Flag("tracing.endpoint", "OTLP/HTTP endpoint for traces, such as http://localhost:4318/v1/traces.").String()
 	return f
@@ -91,6 +95,7 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		TLSCertFile: *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
 		AuditLog: *f.auditLog, Instance: *f.instance, CollectorTTL: *f.collectorTTL,
 		RemoteWrite: f.remote(*f.rwURL), RemoteRead: f.remote(*f.rrURL), Pprof: *f.pprof, MetricsAnonymous: *f.metricsAnon,
+		ReadTimeout: *f.readTimeout, MaxConnections: *f.maxConns,
 	}
 }
 

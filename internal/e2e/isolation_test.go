@@ -72,7 +72,10 @@ func (s *isolation) report() int {
 	fmt.Fprintf(&b, "isolation suite: %d attempts, %d leaks\n", len(s.attempts), leaks)
 	s.t.Log("\n" + b.String())
 	if out := os.Getenv("SAMDRIFT_ISOLATION_REPORT"); out != "" {
-		_ = os.WriteFile(out, []byte(b.String()), 0o600)
+		if f, err := os.OpenFile(out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+			fmt.Fprintf(f, "== %s\n%s\n", s.t.Name(), b.String())
+			f.Close()
+		}
 	}
 	return leaks
 }

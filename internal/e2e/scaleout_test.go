@@ -211,6 +211,22 @@ func (l *scrapeLog) target(t *testing.T, name string) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
+// summary lists, per target, how many scrapes each collector made and the
+// last one's time.
+func (l *scrapeLog) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for name, hits := range l.hit {
+		n := map[string]int{}
+		for _, h := range hits {
+			n[h.by]++
+		}
+		fmt.Fprintf(&b, "%s: %v last %s; ", name, n, hits[len(hits)-1].at.Format("15:04:05.000"))
+	}
+	return b.String()
+}
+
 // owners returns, per target, the collectors that scraped it in [from, to).
 func (l *scrapeLog) owners(from, to time.Time) map[string][]string {
 	l.mu.Lock()
@@ -251,7 +267,9 @@ agencies:
     credentials: [{name: alpha-cred, token_sha256: %s}]
     services: [{id: web, name: Web, tier: high, scrape: [{targets: [%s]}]}]
 `, catalogue.HashToken(alphaToken), strings.Join(targets, ", ")))
-	flags := []string{"--collector.ttl", "3s"}
+	// Debug logs show, should this fail, what each collector's scrape
+	// manager did and which targets it took.
+	flags := []string{"--collector.ttl", "3s", "--log.level", "debug"}
 	var cs []*proc
 	for _, name := range []string{"c1", "c2", "c3"} {
 		cs = append(cs, component(t, "collector", name, cfg, []string{"--nats.url", url}, flags...))
@@ -272,7 +290,7 @@ agencies:
 				by[o[0]] = true
 			}
 			return len(by) == want
-		}, 30*time.Second, 250*time.Millisecond, "each target scraped by exactly one of %d collectors: %v", want, owners)
+		}, 30*time.Second, 250*time.Millisecond, "each target scraped by exactly one of %d collectors: %v\nscrapes so far: %s", want, owners, log.summary())
 		return owners
 	}
 	before := settled(3*time.Second, 3)

@@ -13,9 +13,6 @@ import (
 // its answer cannot hold a connection for longer than these.
 const (
 	httpReadHeaderTimeout = 10 * time.Second
-	// httpReadTimeout covers the whole request, body included: a 32 MiB
-	// push at 1 MiB/s fits.
-	httpReadTimeout = time.Minute
 	// httpWriteTimeout covers the answer: longer than the query timeout.
 	httpWriteTimeout = 2*time.Minute + 30*time.Second
 	httpIdleTimeout  = 2 * time.Minute
@@ -28,8 +25,10 @@ const (
 func (n *Node) setupHTTP(_ context.Context, p *parts, as *actors) error {
 	srv := &http.Server{
 		Handler:           n.mux(p, n.routes(p)),
-		ReadHeaderTimeout: httpReadHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
+		ReadHeaderTimeout: min(httpReadHeaderTimeout, n.cfg.ReadTimeout),
+		// The whole request, body included (--web.read-timeout, 1m: a
+		// 32 MiB push at 1 MiB/s fits).
+		ReadTimeout: n.cfg.ReadTimeout,
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    httpMaxHeader,

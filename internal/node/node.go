@@ -80,6 +80,8 @@ type Config struct {
 	// MaxConnections bounds the HTTP listener's open connections (default
 	// 512, as Prometheus's --web.max-connections).
 	MaxConnections int
+	// ReadTimeout bounds reading a whole request (default 1m).
+	ReadTimeout time.Duration
 	// Started is called once every component runs, with the HTTP address.
 	Started func(addr string)
 }
@@ -112,6 +114,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = 512
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = time.Minute
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("a data dir is required (--data-dir)")
