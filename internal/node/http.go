@@ -28,10 +28,10 @@ func (n *Node) setupHTTP(_ context.Context, p *parts, as *actors) error {
 		ReadHeaderTimeout: min(httpReadHeaderTimeout, n.cfg.ReadTimeout),
 		// The whole request, body included (--web.read-timeout, 1m: a
 		// 32 MiB push at 1 MiB/s fits).
-		ReadTimeout: n.cfg.ReadTimeout,
-		WriteTimeout:      httpWriteTimeout,
-		IdleTimeout:       httpIdleTimeout,
-		MaxHeaderBytes:    httpMaxHeader,
+		ReadTimeout:    n.cfg.ReadTimeout,
+		WriteTimeout:   httpWriteTimeout,
+		IdleTimeout:    httpIdleTimeout,
+		MaxHeaderBytes: httpMaxHeader,
 	}
 	as.add(actor{stage: stageHTTP, name: "http", run: func(context.Context) error {
 		if err := srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
