@@ -51,18 +51,18 @@ func TestMetricsDecoderMatchesProtobuf(t *testing.T) {
 		var ref prompb.WriteRequest
 		raw, _ := snappy.Decode(nil, data)
 		require.NoError(t, ref.Unmarshal(raw))
-		require.Equal(t, len(ref.Timeseries), len(got.Timeseries))
+		require.Len(t, got.Timeseries, len(ref.Timeseries))
 		for i := range ref.Timeseries {
 			require.Equal(t, ref.Timeseries[i].Labels, got.Timeseries[i].Labels)
 			require.Len(t, got.Timeseries[i].Samples, len(ref.Timeseries[i].Samples))
 			for j, s := range ref.Timeseries[i].Samples {
 				require.Equal(t, s, got.Timeseries[i].Samples[j])
 			}
-			require.Equal(t, len(ref.Timeseries[i].Exemplars), len(got.Timeseries[i].Exemplars))
-			require.Equal(t, len(ref.Timeseries[i].Histograms), len(got.Timeseries[i].Histograms))
+			require.Len(t, got.Timeseries[i].Exemplars, len(ref.Timeseries[i].Exemplars))
+			require.Len(t, got.Timeseries[i].Histograms, len(ref.Timeseries[i].Histograms))
 			require.NotEmpty(t, d.Keys[i], "labels are contiguous as marshalled")
 		}
-		require.Equal(t, len(ref.Metadata), len(got.Metadata))
+		require.Len(t, got.Metadata, len(ref.Metadata))
 		// Re-encoding what was decoded gives the same request back.
 		again, err := (&MetricsEncoder{}).Encode(&got)
 		require.NoError(t, err)
@@ -121,14 +121,14 @@ func FuzzMetricsDecoder(f *testing.F) {
 		var ref prompb.WriteRequest
 		refErr := ref.Unmarshal(raw)
 		if err == nil && refErr == nil {
-			require.Equal(t, len(ref.Timeseries), len(got.Timeseries))
+			require.Len(t, got.Timeseries, len(ref.Timeseries))
 			for i := range ref.Timeseries {
-				require.Equal(t, len(ref.Timeseries[i].Labels), len(got.Timeseries[i].Labels))
+				require.Len(t, got.Timeseries[i].Labels, len(ref.Timeseries[i].Labels))
 				for j, l := range ref.Timeseries[i].Labels {
 					require.Equal(t, l.Name, got.Timeseries[i].Labels[j].Name)
 					require.Equal(t, l.Value, got.Timeseries[i].Labels[j].Value)
 				}
-				require.Equal(t, len(ref.Timeseries[i].Samples), len(got.Timeseries[i].Samples))
+				require.Len(t, got.Timeseries[i].Samples, len(ref.Timeseries[i].Samples))
 			}
 		}
 	})

@@ -10,12 +10,11 @@ import (
 	"github.com/samdrift/samdrift/tenancy"
 )
 
-// Identity, Role and the roles are tenancy's: the catalogue only maps its
-// credentials to them.
-type (
-	Identity = tenancy.Identity
-	Role     = tenancy.Role
-)
+// Identity is tenancy's: the catalogue only maps its credentials to one.
+type Identity = tenancy.Identity
+
+// Role is tenancy's role of a credential.
+type Role = tenancy.Role
 
 // The roles a credential can have.
 const (
@@ -104,12 +103,10 @@ func (c *Catalogue) SetGrafanaKey(key []byte) { c.grafanaKey = key }
 // catalogue (a console session ends when its credential is revoked).
 func (c *Catalogue) Valid(id Identity) bool {
 	if len(id.Credential) > 8 && id.Credential[:8] == "grafana-" {
-		switch {
-		case id.Credential == "grafana-noc":
+		if id.Credential == "grafana-noc" {
 			return len(c.grafanaKey) > 0
-		default:
-			return len(c.grafanaKey) > 0 && c.byID[id.Agency] != nil
 		}
+		return len(c.grafanaKey) > 0 && c.byID[id.Agency] != nil
 	}
 	cur, ok := c.byCred[id.Credential]
 	if !ok || cur != id {

@@ -204,9 +204,10 @@ func typeProblem(msg, key string) string {
 		want = "a " + strings.ToLower(name)
 	}
 	got := fmt.Sprintf("%q", m[2])
-	if m[1] == "seq" {
+	switch m[1] {
+	case "seq":
 		got = "a list"
-	} else if m[1] == "map" {
+	case "map":
 		got = "a mapping"
 	}
 	if key == "" {
@@ -344,8 +345,8 @@ func node(root *yaml.Node, path ...any) *yaml.Node {
 	return n
 }
 
-// RemedyPasswordEnv, when set, holds the Remedy password instead of
-// ticketing.remedy.password_file.
+// RemedyPasswordEnv is the environment variable that, when set, holds the
+// Remedy password instead of ticketing.remedy.password_file.
 const RemedyPasswordEnv = "SAMDRIFT_REMEDY_PASSWORD"
 
 // ReadSecret returns a secret from the environment variable env, else from

@@ -41,7 +41,7 @@ func (rc *RelabelConfigs) UnmarshalYAML(n *yaml.Node) error {
 	for _, c := range n.Content {
 		cfg := &relabel.Config{}
 		if err := c.Decode(cfg); err != nil {
-			return fmt.Errorf("line %d: %v", c.Line, err)
+			return fmt.Errorf("line %d: %w", c.Line, err)
 		}
 		out = append(out, cfg)
 	}

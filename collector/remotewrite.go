@@ -96,7 +96,6 @@ func fromV2(req *writev2.Request) (*prompb.WriteRequest, *httpError) {
 	return wr, nil
 }
 
-// RemoteWrite is the handler of POST /api/v1/push.
 // rw1Decoder decodes remote write 1.0 bodies on the hot path without
 // allocating (pooled): the body is already the bus's metrics encoding, so
 // once checked it is published as it came.
@@ -120,6 +119,8 @@ func isRW1(contentType, contentEncoding string) bool {
 	return err == nil && mt == "application/x-protobuf" && (params["proto"] == "" || params["proto"] == rw1Message)
 }
 
+// RemoteWrite is the handler of POST /api/v1/push: remote write 1.0 and
+// 2.0, snappy-compressed protobuf.
 func (p *Push) RemoteWrite() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, id, herr := p.agencyOf(r)

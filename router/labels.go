@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
@@ -71,8 +72,8 @@ func relabelWithBuilder(wr *prompb.WriteRequest, src source) labelled {
 		if src.service != "" {
 			lb.Set("service", src.service)
 		}
-		if name := lb.Get(labels.MetricName); tenancy.ReservedName(name) {
-			lb.Set(labels.MetricName, tenancy.ExportedName(name))
+		if name := lb.Get(model.MetricNameLabel); tenancy.ReservedName(name) {
+			lb.Set(model.MetricNameLabel, tenancy.ExportedName(name))
 			renamed = true
 		}
 		ts.Labels = prompb.FromLabels(lb.Labels(), ts.Labels[:0])
@@ -123,7 +124,7 @@ func setOwnedLabels(wr *prompb.WriteRequest, src source) labelled {
 				renamed = true
 			}
 		}
-		if i, ok := findLabel(ts.Labels, labels.MetricName); ok && tenancy.ReservedName(ts.Labels[i].Value) {
+		if i, ok := findLabel(ts.Labels, model.MetricNameLabel); ok && tenancy.ReservedName(ts.Labels[i].Value) {
 			ts.Labels[i].Value = tenancy.ExportedName(ts.Labels[i].Value)
 			renamed = true
 		}

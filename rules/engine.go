@@ -322,7 +322,7 @@ func (e *Engine) appendable(agency string, db *tsdb.DB) storage.AppendableV2 {
 func (e *Engine) iteration(ar *agencyRules, db *tsdb.DB) rules.GroupEvalIterationFunc {
 	return func(ctx context.Context, g *rules.Group, ts time.Time) {
 		if g.Name() == slotGroup {
-			var app storage.Appender = db.Appender(ctx)
+			app := db.Appender(ctx)
 			if e.opts.Publish != nil {
 				app = &teeAppender{Appender: app, ctx: ctx, agency: ar.id, publish: e.opts.Publish}
 			}

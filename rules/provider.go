@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -70,7 +71,7 @@ func (a *sanitizingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st,
 // agency label the agency's, no origin label, no reserved name but the rule
 // manager's alert series.
 func Sanitize(b *labels.Builder, ls labels.Labels, agency string) labels.Labels {
-	name := ls.Get(labels.MetricName)
+	name := ls.Get(model.MetricNameLabel)
 	reserved := tenancy.ReservedName(name) && name != "ALERTS" && name != "ALERTS_FOR_STATE"
 	if ls.Get(tenancy.Label) == agency && !ls.Has(tenancy.OriginLabel) && !reserved {
 		return ls
@@ -88,7 +89,7 @@ func Sanitize(b *labels.Builder, ls labels.Labels, agency string) labels.Labels 
 	}
 	b.Set(tenancy.Label, agency)
 	if reserved {
-		b.Set(labels.MetricName, tenancy.ExportedName(name))
+		b.Set(model.MetricNameLabel, tenancy.ExportedName(name))
 	}
 	return b.Labels()
 }

@@ -45,7 +45,6 @@ type fixture struct {
 	end      time.Time // first minute of November, local
 	value    map[int64]float64
 	missing  map[int64]bool
-	maint    []catalogue.Window
 	agency   *catalogue.Agency
 	service  *catalogue.Service
 	cat      *catalogue.Catalogue

@@ -101,29 +101,43 @@ agencies:
 
 	// One of alpha's queries runs, one waits; the third is refused at once.
 	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodGet, srv.URL+APIPrefix+"/query?hold=1", nil)
-			req.Header.Set("Authorization", "Bearer alpha-token")
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		})
-	}
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+APIPrefix+"/query?query=1", nil)
-		req.Header.Set("Authorization", "Bearer alpha-token")
-		resp, err := http.DefaultClient.Do(req)
-		if !assert.NoError(c, err) {
-			return
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate)
 		}
-		resp.Body.Close()
-		assert.Equal(c, http.StatusTooManyRequests, resp.StatusCode)
-		assert.NotEmpty(c, resp.Header.Get("Retry-After"))
-	}, 5*time.Second, 20*time.Millisecond)
+	}
+	t.Cleanup(release) // the held requests end before the server closes
+	hold := func() {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+APIPrefix+"/query?hold=1", nil)
+		req.Header.Set("Authorization", "Bearer alpha-token")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	state := func() (running, waiting int) {
+		ql.mu.Lock()
+		defer ql.mu.Unlock()
+		if q := ql.queues["alpha"]; q != nil {
+			return len(q.slots), q.waiting
+		}
+		return 0, 0
+	}
+	wg.Go(hold)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { r, _ := state(); assert.Equal(c, 1, r) }, 5*time.Second, 10*time.Millisecond)
+	wg.Go(hold)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { _, w := state(); assert.Equal(c, 1, w) }, 5*time.Second, 10*time.Millisecond)
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+APIPrefix+"/query?query=1", nil)
+	req.Header.Set("Authorization", "Bearer alpha-token")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
 	code, body = q("beta-token", `sum(m)`)
 	require.Equal(t, http.StatusOK, code, "beta is answered while alpha's slots are full: %s", body)
-	close(gate)
+	release()
 	wg.Wait()
 	code, _ = q("alpha-token", `sum(m{i=~"1.*"})`)
 	require.Equal(t, http.StatusOK, code, "alpha's slots are free again")

@@ -178,7 +178,7 @@ func checkCompany(cat *catalogue.Catalogue, company string) error {
 		return fmt.Errorf("cannot check company %q in Remedy: %w (or --skip-remedy-check)", company, err)
 	}
 	if !ok {
-		return fmt.Errorf("Remedy at %s has no company %q: have it created there first, or correct --company", r.URL, company)
+		return fmt.Errorf("the Remedy at %s has no company %q: have it created there first, or correct --company", r.URL, company)
 	}
 	return nil
 }

@@ -144,7 +144,7 @@ func TestProvisionFailures(t *testing.T) {
 	// An org with our name that someone else made: refused, clearly.
 	sim3, url3 := setup(t)
 	sim3.AddOrg("Samdrift: Alpha (alpha)", &models.DataSource{UID: "finance", Name: "Finance DB", Type: "postgres"})
-	sum, out, err = run(t, url3, "secret", cat1, false)
+	sum, _, err = run(t, url3, "secret", cat1, false)
 	require.NoError(t, err)
 	require.Len(t, sum.Failed(), 1)
 	require.ErrorContains(t, sum.Failed()[0].Err, "was not made by Samdrift (it holds data sources Finance DB)")

@@ -221,7 +221,7 @@ func Peer(name string) (string, error) {
 	return p, nil
 }
 
-// ErrNoPeer: a peer program is not installed.
+// ErrNoPeer says a peer program is not installed.
 var ErrNoPeer = errors.New("peer not installed")
 
 // RequirePeers reports whether a missing peer fails a test rather than

@@ -3,7 +3,6 @@ package e2e
 import (
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,6 +13,7 @@ import (
 // alert one incident, every series queryable, the SLA panels answering)
 // and exit non-zero when a target is missed.
 func TestBenchCommands(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the benchmark commands")
 	}
@@ -36,5 +36,5 @@ func TestBenchCommands(t *testing.T) {
 
 	out = run("scale", "--large", "1", "--medium", "2", "--small", "3", "--series", "21000", "--duration", "8s", "--dir", filepath.Join(dir, "scale"))
 	require.Contains(t, out, "6 agencies, 21000 active series")
-	require.Regexp(t, regexp.MustCompile(`month-to-date SLA panel .* [1-9]\d* panel loads, 0 errors`), out)
+	require.Regexp(t, `month-to-date SLA panel .* [1-9]\d* panel loads, 0 errors`, out)
 }

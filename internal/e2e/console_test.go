@@ -53,6 +53,7 @@ func browser(t *testing.T) (context.Context, func() []string) {
 // only (checked in the DOM); another agency's page is not found; the pages
 // make no request outside Samdrift and are keyboard-navigable.
 func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel()
 	ctx, requests := browser(t)
 	addr := freeAddr(t)
 	start(t, addr, "demo", "--data-dir", filepath.Join(t.TempDir(), "demo"))

@@ -24,6 +24,7 @@ import (
 // own, and the failing services' incidents arrive in the Remedy simulator
 // under their agency's company.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	addr := freeAddr(t)
 	p := start(t, addr, "demo", "--data-dir", filepath.Join(t.TempDir(), "demo"), "--remedy-sim")
 	require.Eventually(t, func() bool { return strings.Contains(p.Logs.String(), "ops-demo-token") }, 10*time.Second, 50*time.Millisecond)
@@ -85,6 +86,7 @@ func TestDemo(t *testing.T) {
 // collector through the router to the store as one trace, the context
 // carried in NATS headers.
 func TestTracing(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	spans := map[string]map[string]bool{} // trace id -> span names
 	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -148,6 +150,7 @@ func boTicket(t T, addr string) string {
 // to probe data and running SLA rules in seconds; the usage and SLA
 // reports come out for the month; the agency survives a demo restart.
 func TestDemoOnboarding(t *testing.T) {
+	t.Parallel()
 	addr := freeAddr(t)
 	base := "http://" + addr
 	data := filepath.Join(t.TempDir(), "demo")

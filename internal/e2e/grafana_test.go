@@ -19,6 +19,7 @@ import (
 // Grafana simulator, then the provisioned data source's credential queries
 // the running Samdrift as its agency alone, read-only.
 func TestDashboardsProvision(t *testing.T) {
+	t.Parallel()
 	sim := grafanasim.New("admin", "gf-secret")
 	gf := httptest.NewServer(sim)
 	defer gf.Close()

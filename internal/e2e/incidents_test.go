@@ -54,6 +54,7 @@ func postAlerts(t T, addr, token string, body []byte) pushResp {
 }
 
 func TestWebhookIncidentsAndIsolation(t *testing.T) {
+	t.Parallel()
 	addr := startPushNode(t)
 	start := time.Now().Add(-time.Minute)
 	// alpha posts its own alerts; the agency label it writes is not trusted.
@@ -136,6 +137,7 @@ func get(t T, url, token string) (int, string) {
 }
 
 func TestWebhookBadInput(t *testing.T) {
+	t.Parallel()
 	addr := startPushNode(t)
 	now := time.Now()
 	ok := webhook("firing", now, map[string]string{"alertname": "X"})
@@ -176,6 +178,7 @@ func TestWebhookBadInput(t *testing.T) {
 // at Samdrift with an ops credential, turns a firing and then resolved alert
 // into one incident, opened then resolved.
 func TestRealAlertmanager(t *testing.T) {
+	t.Parallel()
 	peer(t, "prometheus-alertmanager")
 	addr := startPushNode(t)
 	dir := t.TempDir()
@@ -216,7 +219,7 @@ receivers:
 	var opened []incident
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		_, opened = incidents(c, addr, betaToken, "state=open")
-		assert.True(c, len(opened) == 1)
+		assert.Len(c, opened, 1)
 	}, 30*time.Second, 200*time.Millisecond)
 	require.Equal(t, "PaymentsDown", opened[0].AlertName)
 	require.Equal(t, "Payments are down", opened[0].WorkLog[0].Text[:0]+"Payments are down")
@@ -237,6 +240,7 @@ receivers:
 // until a 2xx), and checks the final incidents: one per key, none lost,
 // none duplicated, each in its final state.
 func TestCrashDuringAlertStream(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "catalogue.yaml")
 	writeFile(t, cfg, pushCatalogue())

@@ -101,6 +101,7 @@ func do(t T, method, u, token, ctype string, body []byte) (int, string) {
 // can reach, alpha's credentials try to read or change beta's data. The
 // suite lists every attempt and counts the leaks, which must be 0.
 func TestIsolationSuite(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 
 	// NATS with agency accounts, as `samdrift agency onboard` writes them.
@@ -144,7 +145,7 @@ func TestIsolationSuite(t *testing.T) {
 	}, 20*time.Second, 100*time.Millisecond)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		_, body := get(c, base+"/prometheus/api/v1/rules", betaToken)
-		assert.True(c, strings.Contains(body, "betasecret_group"))
+		assert.Contains(c, body, "betasecret_group")
 	}, 20*time.Second, 200*time.Millisecond, "beta sees its own rules (the suite's reads are meaningful)")
 	// Alpha has data too, so that empty answers are not the only answers.
 	require.Equal(t, 204, pushRW(t, addr, alphaToken, ts(now, 1, "__name__", "isolation_alpha_total")).code)

@@ -21,6 +21,7 @@ import (
 // certificate from the site's CA; samdrift connects with --nats.tls-*,
 // and data flows. A client without a certificate is refused.
 func TestNATSOverTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := newPKI(t, dir)
 	srvCert := p.issue(t, "nats-server", pkix.Name{CommonName: "nats"}, true)

@@ -25,6 +25,7 @@ import (
 // Remedy refuses for good reaches the ops route as delivery_failed and shows
 // on the API.
 func TestNotifications(t *testing.T) {
+	t.Parallel()
 	peer(t, "prometheus-alertmanager")
 	dir := t.TempDir()
 

@@ -32,6 +32,7 @@ import (
 )
 
 func TestRemoteWrite2(t *testing.T) {
+	t.Parallel()
 	addr := startPushNode(t)
 	st := writev2.NewSymbolTable()
 	now := time.Now().UnixMilli()
@@ -53,6 +54,7 @@ func TestRemoteWrite2(t *testing.T) {
 // 503 (so senders retry); when it returns, pushing works again and nothing
 // acknowledged before is missing.
 func TestNATSOutage(t *testing.T) {
+	t.Parallel()
 	storeDir := t.TempDir()
 	port := freePort(t)
 	startNATS := func() *server.Server {
@@ -148,6 +150,7 @@ func (p *pki) issue(t *testing.T, name string, subject pkix.Name, server bool) t
 // TestMTLS: an agency authenticates with a client certificate instead of a
 // token; its pushes and queries are its own.
 func TestMTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := newPKI(t, dir)
 	p.issue(t, "server", pkix.Name{CommonName: "127.0.0.1"}, true)
@@ -223,6 +226,7 @@ func TestMTLS(t *testing.T) {
 // TestTokenNew: a token made by `samdrift token new` works once its printed
 // lines are in the catalogue.
 func TestTokenNew(t *testing.T) {
+	t.Parallel()
 	auditLog := filepath.Join(t.TempDir(), "audit.log")
 	out, err := execCommand(binary, "token", "new", "--agency", "beta", "--name", "beta-new", "--audit-log", auditLog, "--who", "onboarding-team").CombinedOutput()
 	require.NoError(t, err, string(out))

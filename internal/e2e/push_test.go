@@ -140,6 +140,7 @@ func pushRW(t T, addr, token string, series ...prompb.TimeSeries) pushResp {
 // metrics with alpha's token, claiming agency="beta" in its external labels.
 // Everything lands under alpha only.
 func TestRealPrometheusRemoteWrite(t *testing.T) {
+	t.Parallel()
 	peer(t, "prometheus")
 	addr := startPushNode(t)
 	dir := t.TempDir()
@@ -177,6 +178,7 @@ remote_write:
 // TestOTelSDKExporter: the OpenTelemetry Go SDK's OTLP/HTTP metric exporter,
 // unchanged, pushes to Samdrift.
 func TestOTelSDKExporter(t *testing.T) {
+	t.Parallel()
 	addr := startPushNode(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -226,6 +228,7 @@ func TestOTelSDKExporter(t *testing.T) {
 }
 
 func TestPushBadInput(t *testing.T) {
+	t.Parallel()
 	addr := startPushNode(t, "--push.max-body-bytes", "64KiB")
 	now := time.Now()
 	url := "http://" + addr + "/api/v1/push"
@@ -329,6 +332,7 @@ func dedupeSeries(in []prompb.TimeSeries) []prompb.TimeSeries {
 }
 
 func TestPushLimits(t *testing.T) {
+	t.Parallel()
 	addr := startPushNode(t)
 	now := time.Now().Add(-time.Minute)
 
@@ -420,7 +424,7 @@ func TestFloodingAgencyDoesNotDelayOthers(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("flood responses: %v; alpha's slowest push: %s", codes, worst)
-	require.Greater(t, codes[http.StatusTooManyRequests], 0, "the flood must be shed")
+	require.Positive(t, codes[http.StatusTooManyRequests], "the flood must be shed")
 	// Each alpha push returns only once routed, so this bounds the delay the
 	// flood adds; the verdict timeout (10s) is what a blocked router would cost.
 	require.Less(t, worst, 3*time.Second)

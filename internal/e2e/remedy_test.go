@@ -27,6 +27,7 @@ func remedyCatalogue(url, pwFile string) string {
 // TestRemedyBackend: samdrift run with the Remedy backend pointed at the
 // `samdrift remedy-sim` process, over HTTP as against a real server.
 func TestRemedyBackend(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	simAddr := freeAddr(t)
 	cfg := filepath.Join(dir, "catalogue.yaml")

@@ -105,6 +105,7 @@ func promQuery(t T, addr, q string) []sample {
 // X-Scope-OrgID; with --store.remote-read-url, data older than the local
 // TSDB is read back from it, each agency still seeing only its own.
 func TestRemoteWriteExportAndRemoteRead(t *testing.T) {
+	t.Parallel()
 	peer(t, "prometheus")
 	dir := t.TempDir()
 	promAddr := freeAddr(t)
@@ -140,7 +141,7 @@ func TestRemoteWriteExportAndRemoteRead(t *testing.T) {
 	require.Equal(t, 204, pushRW(t, addr, betaToken, ts(now, 20, "__name__", "e2e_exported", "host", "b")).code)
 
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.True(c, len(promQuery(c, promAddr, `e2e_exported`)) == 2)
+		assert.Len(c, promQuery(c, promAddr, `e2e_exported`), 2)
 	}, 60*time.Second, 500*time.Millisecond, "the samples reach the engine")
 	for _, s := range promQuery(t, promAddr, `e2e_exported`) {
 		want := map[string]string{"alpha": "10", "beta": "20"}[s.Metric["agency"]]

@@ -91,6 +91,7 @@ type alertMsg struct {
 // for + a few seconds; when it recovers, the resolved alert follows. The
 // rules and alerts APIs show each agency only its own.
 func TestAlertReachesBus(t *testing.T) {
+	t.Parallel()
 	target := newSwitchable(t)
 	_, natsURL := externalNATS(t)
 	nc, err := nats.Connect(natsURL)
@@ -181,6 +182,7 @@ func TestAlertReachesBus(t *testing.T) {
 // killed keeps the time it already waited (ALERTS_FOR_STATE), so it fires
 // about `for` after the outage began, delayed by no more than the restart.
 func TestPendingAlertSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	target := newSwitchable(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "catalogue.yaml")
@@ -214,6 +216,7 @@ func TestPendingAlertSurvivesRestart(t *testing.T) {
 // TestRulesExportPassesPromtool: the demo catalogue's generated rules, as
 // `samdrift rules export` writes them, pass the real promtool.
 func TestRulesExportPassesPromtool(t *testing.T) {
+	t.Parallel()
 	pt := peer(t, "promtool")
 	dir := t.TempDir()
 	out, err := execCommand(binary, "rules", "export", "--config", "../../deploy/demo.yaml", dir).CombinedOutput()

@@ -87,6 +87,7 @@ func component(t *testing.T, name, instance, cfg string, nats []string, extra ..
 // in, one NATS node and one router are killed: every acknowledged sample
 // is stored, and every alert makes exactly one incident.
 func TestScaleOutSurvivesNodeAndRouterLoss(t *testing.T) {
+	t.Parallel()
 	servers, urls := natsCluster(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "catalogue.yaml")
@@ -164,7 +165,7 @@ func TestScaleOutSurvivesNodeAndRouterLoss(t *testing.T) {
 		if len(v) == 1 {
 			stored, _ = v[0].Value[1].(string)
 		}
-		assert.True(c, stored == strconv.FormatInt(total, 10))
+		assert.Equal(c, strconv.FormatInt(total, 10), stored)
 	}, 60*time.Second, 500*time.Millisecond, "every acknowledged sample is stored (%d acknowledged)", total)
 
 	var names []string
@@ -174,7 +175,7 @@ func TestScaleOutSurvivesNodeAndRouterLoss(t *testing.T) {
 		for _, inc := range incs {
 			names = append(names, inc.AlertName)
 		}
-		assert.True(c, len(names) >= alertnames)
+		assert.GreaterOrEqual(c, len(names), alertnames)
 	}, 30*time.Second, 500*time.Millisecond)
 	time.Sleep(3 * time.Second) // late duplicates would show up by now
 	_, incs := incidents(t, q.Addr, alphaToken, "")

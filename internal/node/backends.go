@@ -14,8 +14,7 @@ import (
 	"github.com/samdrift/samdrift/ticketing/remedy"
 )
 
-// RemedyPasswordEnv, when set, holds the Remedy password instead of
-// ticketing.remedy.password_file.
+// RemedyPasswordEnv is catalogue.RemedyPasswordEnv.
 const RemedyPasswordEnv = catalogue.RemedyPasswordEnv
 
 // deliveries returns the ticket backends of the catalogue: the built-in

@@ -36,7 +36,6 @@ const (
 type API struct {
 	store *Store
 	guard *tenancy.Guard
-	audit tenancy.Auditor
 }
 
 // NewAPI returns the incidents API of a store.

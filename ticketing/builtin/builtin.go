@@ -279,15 +279,17 @@ func (s *Store) Page(ctx context.Context, f Filter) ([]Record, *Cursor, error) {
 			return nil, nil, err
 		}
 		var rec Record
-		if json.Unmarshal(ent.Value(), &rec) != nil {
-			continue
+		if err := json.Unmarshal(ent.Value(), &rec); err != nil {
+			return nil, nil, fmt.Errorf("incident %s: %w", keys[i], err)
 		}
+		// A list shows incidents, not each of their alerts: GET by id does.
+		rec.Alerts = nil
 		out = append(out, rec)
 	}
 	return out, next, nil
 }
 
-// ErrNotFound: no incident with that id (visible to the caller).
+// ErrNotFound says there is no incident with that id (visible to the caller).
 var ErrNotFound = errors.New("incident not found")
 
 // Get returns one incident by id.
@@ -299,18 +301,19 @@ func (s *Store) Get(ctx context.Context, id string) (*Record, uint64, error) {
 		}
 		return nil, 0, err
 	}
-	for k := range lister.Keys() {
-		ent, err := s.kv.Get(ctx, k)
-		if err != nil {
-			return nil, 0, err
-		}
-		var rec Record
-		if err := json.Unmarshal(ent.Value(), &rec); err != nil {
-			return nil, 0, err
-		}
-		return &rec, ent.Revision(), nil
+	k, ok := <-lister.Keys()
+	if !ok {
+		return nil, 0, ErrNotFound
 	}
-	return nil, 0, ErrNotFound
+	ent, err := s.kv.Get(ctx, k)
+	if err != nil {
+		return nil, 0, err
+	}
+	var rec Record
+	if err := json.Unmarshal(ent.Value(), &rec); err != nil {
+		return nil, 0, err
+	}
+	return &rec, ent.Revision(), nil
 }
 
 // Update changes an incident with compare-and-set.

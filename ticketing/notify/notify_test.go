@@ -111,7 +111,7 @@ func TestReceivers(t *testing.T) {
 	_, err = r.Deliver(context.Background(), inc("resolved", "Critical"))
 	var tmp *ticketing.TemporaryError
 	require.ErrorAs(t, err, &tmp)
-	require.True(t, strings.Contains(err.Error(), "webhook"))
+	require.ErrorContains(t, err, "webhook")
 }
 
 // TestHostileAlertText: an agency's alert text cannot add headers or a

@@ -187,7 +187,7 @@ func (c *Client) loginLocked(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		arErr := parseError(resp.StatusCode, b)
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-			return fmt.Errorf("%w as %q: %v", ErrLogin, c.cfg.Username, arErr)
+			return fmt.Errorf("%w as %q: %w", ErrLogin, c.cfg.Username, arErr)
 		}
 		return classify(resp, arErr)
 	}
@@ -488,7 +488,7 @@ func (c *Client) create(ctx context.Context, inc *ticketing.Incident, key string
 		// Servers that answer with only a Location: find it by its key.
 		found, err := c.find(ctx, key)
 		if err != nil || found == nil {
-			return nil, ticketing.Temporary(fmt.Errorf("remedy created incident %s but cannot find it (%v)", key, err), 0)
+			return nil, ticketing.Temporary(fmt.Errorf("remedy created incident %s but cannot find it (%w)", key, err), 0)
 		}
 		t = found
 	}

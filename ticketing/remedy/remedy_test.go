@@ -2,7 +2,6 @@ package remedy_test
 
 import (
 	"context"
-	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -166,7 +165,7 @@ func TestErrors(t *testing.T) {
 	var arErr *remedy.ARError
 	require.ErrorAs(t, err, &arErr)
 	var tmp *ticketing.TemporaryError
-	require.False(t, errors.As(err, &tmp), "validation errors are permanent")
+	require.NotErrorAs(t, err, &tmp, "validation errors are permanent")
 	require.Contains(t, err.Error(), "ARERR 48252")
 
 	// A field over its length (support group): permanent.

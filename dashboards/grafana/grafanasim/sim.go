@@ -270,7 +270,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg(w, http.StatusConflict, "a folder with the same uid already exists")
 			return
 		}
-		f := &models.Folder{ID: s.nextID, UID: cmd.UID, Title: cmd.Title, OrgID: org.ID, Version: 1}
+		f := &models.Folder{ID: s.nextID, UID: cmd.UID, Title: cmd.Title, OrgID: org.ID, Version: 1} //nolint:staticcheck // Grafana still answers with the numeric id
 		s.nextID++
 		org.Folders[cmd.UID] = f
 		writeJSON(w, http.StatusOK, f)
@@ -463,7 +463,7 @@ func (s *Sim) LoadProvisioning(dir string, env map[string]string) error {
 				return fmt.Errorf("%s: provider %q must be of type file with options.path", f, p.Name)
 			}
 			org := s.orgs[max(p.OrgID, 1)]
-			folder := &models.Folder{ID: s.nextID, UID: "prov-" + p.Name, Title: p.Folder, OrgID: org.ID}
+			folder := &models.Folder{ID: s.nextID, UID: "prov-" + p.Name, Title: p.Folder, OrgID: org.ID} //nolint:staticcheck // Grafana still answers with the numeric id
 			s.nextID++
 			org.Folders[folder.UID] = folder
 			jsons, _ := filepath.Glob(filepath.Join(path, "*.json"))
