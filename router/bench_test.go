@@ -72,7 +72,7 @@ func BenchmarkCheckAndAdmit(b *testing.B) {
 	}
 	a := cat.Agency("a")
 	now := time.Unix(1_700_000_000, 0)
-	l := newLimiter(func() time.Time { return now })
+	l := newLimiter(func() time.Time { return now }, nil)
 	tmpl := benchSeries()
 	var wr prompb.WriteRequest
 	ts := now.UnixMilli()

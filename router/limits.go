@@ -25,7 +25,8 @@ const (
 // the one place that knows every batch's agency, so an agency that pushes too
 // much is stopped before its data reaches the store and cannot slow others.
 type limiter struct {
-	now func() time.Time
+	now   func() time.Time
+	peers func() int // routers sharing the limits (nil: this one alone)
 
 	mu        sync.Mutex
 	agencies  map[string]*agencyState
@@ -41,12 +42,30 @@ type agencyState struct {
 	series map[uint64]int64
 }
 
-func newLimiter(now func() time.Time) *limiter {
-	return &limiter{now: now, agencies: map[string]*agencyState{}}
+func newLimiter(now func() time.Time, peers func() int) *limiter {
+	return &limiter{now: now, peers: peers, agencies: map[string]*agencyState{}}
+}
+
+// share is this router's share of an agency's limits when n routers share
+// them: the rates divided, the bursts too but never below one request's
+// worth (a request over the burst could never pass).
+func share(lim catalogue.Limits, n int) catalogue.Limits {
+	if n <= 1 {
+		return lim
+	}
+	lim.IngestionRate /= float64(n)
+	lim.IngestionBurstSize = max(lim.IngestionBurstSize/n, min(lim.MaxSamplesPerRequest, lim.IngestionBurstSize))
+	lim.AlertIngestionRate /= float64(n)
+	lim.AlertIngestionBurstSize = max(lim.AlertIngestionBurstSize/n, min(lim.MaxAlertsPerRequest, lim.AlertIngestionBurstSize))
+	return lim
 }
 
 func (l *limiter) state(a *catalogue.Agency) *agencyState {
-	lim := a.EffectiveLimits()
+	n := 1
+	if l.peers != nil {
+		n = l.peers()
+	}
+	lim := share(a.EffectiveLimits(), n)
 	s := l.agencies[a.ID]
 	if s == nil {
 		s = &agencyState{series: map[uint64]int64{}}

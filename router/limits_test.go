@@ -35,7 +35,7 @@ func batch(ts int64, names ...string) *prompb.WriteRequest {
 
 func TestLimiter(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	l := newLimiter(func() time.Time { return now })
+	l := newLimiter(func() time.Time { return now }, nil)
 	a := limitedAgency(t)
 
 	// Peek takes nothing: asking twice for the whole burst succeeds twice.
@@ -116,4 +116,36 @@ func TestCheckRaw(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, checkRaw(&prompb.TimeSeries{Labels: tc.labels}))
 	}
+}
+
+// TestSharedLimits: routers sharing an agency's limits each take their
+// share of the rates; a burst never falls below one request's worth.
+func TestSharedLimits(t *testing.T) {
+	cat, err := catalogue.Parse([]byte(`provider: {name: P}
+agencies:
+  - id: a
+    name: A
+    phase: run
+    limits: {ingestion_rate: 10, ingestion_burst_size: 20, max_samples_per_request: 5}
+`), "c.yaml")
+	require.NoError(t, err)
+	a := cat.Agency("a")
+	lim := a.EffectiveLimits()
+	require.Equal(t, lim, share(lim, 1))
+	two := share(lim, 2)
+	require.InDelta(t, 5, two.IngestionRate, 0)
+	require.Equal(t, 10, two.IngestionBurstSize)
+	lim.MaxSamplesPerRequest = 15
+	require.Equal(t, 15, share(lim, 4).IngestionBurstSize, "a whole request still fits")
+
+	now := time.Unix(1_700_000_000, 0)
+	peers := 2
+	l := newLimiter(func() time.Time { return now }, func() int { return peers })
+	ok, _ := l.Peek(a, 10)
+	require.True(t, ok)
+	ok, _ = l.Peek(a, 11)
+	require.False(t, ok, "half the burst with two routers")
+	peers = 1
+	ok, _ = l.Peek(a, 20)
+	require.True(t, ok, "the whole burst again when the other router is gone")
 }

@@ -50,7 +50,10 @@ type Options struct {
 	Meter interface {
 		Add(agency, kind string, n float64)
 	}
-	Now func() time.Time
+	// Peers, if set, is the number of live routers sharing the work: each
+	// enforces that share of every agency's rates.
+	Peers func() int
+	Now   func() time.Time
 }
 
 // Router decides which agency a batch belongs to, from its authenticated
@@ -87,7 +90,7 @@ func New(o Options) *Router {
 		logger:    o.Logger,
 		tracer:    o.Tracer.Tracer("github.com/samdrift/samdrift/router"),
 		metrics:   newMetrics(o.Registerer),
-		limiter:   newLimiter(o.Now),
+		limiter:   newLimiter(o.Now, o.Peers),
 		validator: Validator{Now: o.Now},
 		encoders:  sync.Pool{New: func() any { return &bus.MetricsEncoder{} }},
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -318,4 +319,66 @@ agencies:
 			}
 		}
 	}
+}
+
+// TestLimitsHoldAcrossRouters: an agency pushing as fast as it can through
+// two collectors, routed by two routers, is held to its ingestion rate as a
+// whole: each router enforces its share (Mimir's global strategy).
+func TestLimitsHoldAcrossRouters(t *testing.T) {
+	_, url := externalNATS(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "catalogue.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`provider: {name: P}
+roles:
+  ops:
+    credentials: [{name: noc, token_sha256: %s}]
+agencies:
+  - id: alpha
+    name: Alpha
+    phase: run
+    credentials: [{name: alpha-cred, token_sha256: %s}]
+    limits: {ingestion_rate: 2000, ingestion_burst_size: 2500, max_samples_per_request: 250}
+`, catalogue.HashToken(opsToken), catalogue.HashToken(alphaToken)))
+	nf := []string{"--nats.url", url}
+	var routers []*proc
+	for _, name := range []string{"r1", "r2"} {
+		routers = append(routers, component(t, "router", name, cfg, nf))
+	}
+	c1 := component(t, "collector", "c1", cfg, nf)
+	c2 := component(t, "collector", "c2", cfg, nf)
+	for _, r := range routers {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			m, err := client(r.Addr, opsToken).Metrics()
+			require.NoError(c, err)
+			assert.Contains(c, m, "samdrift_router_members 2")
+		}, 20*time.Second, 200*time.Millisecond, "each router sees the other")
+	}
+	const run = 10 * time.Second
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	began := time.Now()
+	for i := range 4 {
+		addr := []string{c1.Addr, c2.Addr}[i%2]
+		wg.Go(func() {
+			cl := client(addr, alphaToken)
+			for j := 0; time.Since(began) < run; j++ {
+				series := make([]prompb.TimeSeries, 250)
+				for k := range series {
+					series[k] = ts(time.Now(), 1, "__name__", "limited", "w", strconv.Itoa(i), "k", strconv.Itoa(k))
+				}
+				r, err := cl.Push(series...)
+				if err == nil && r.Status == http.StatusNoContent {
+					acked.Add(250)
+				} else {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began).Seconds()
+	allowed := 2000*elapsed + 2500
+	t.Logf("two collectors and two routers admitted %d samples in %.1fs against a limit allowing %.0f", acked.Load(), elapsed, allowed)
+	require.LessOrEqual(t, float64(acked.Load()), allowed*1.1, "the agency's rate holds across routers")
+	require.GreaterOrEqual(t, float64(acked.Load()), allowed*0.5, "and the agency gets its rate")
 }

@@ -230,9 +230,24 @@ func (n *Node) setupRouter(ctx context.Context, p *parts, as *actors) error {
 	if !n.has("router") {
 		return nil
 	}
-	ro := router.Options{Bus: p.bus, Catalogue: n.holder, Logger: n.logger.With("component", "router"), Registerer: n.reg, Tracer: p.tracer}
+	logger := n.logger.With("component", "router")
+	ro := router.Options{Bus: p.bus, Catalogue: n.holder, Logger: logger, Registerer: n.reg, Tracer: p.tracer}
 	if n.split() {
 		ro.Meter = p.meter
+		// Routers share each agency's limits: every one enforces its share
+		// of the rate (Mimir's global strategy), so that the limit holds
+		// however many run.
+		ms, err := p.bus.NewMembership(ctx, bus.MembershipOptions{Kind: "router", Self: n.cfg.Instance, TTL: n.cfg.CollectorTTL,
+			Logger: logger, Registerer: n.reg})
+		if err != nil {
+			return err
+		}
+		ro.Peers = func() int { return len(ms.Members()) }
+		as.add(actor{stage: stageRouter, name: "router-membership", run: ms.Run, after: func() {
+			lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ms.Leave(lctx)
+		}})
 	}
 	p.router = router.New(ro)
 	if err := p.router.EnsureConsumer(ctx); err != nil {
@@ -256,7 +271,7 @@ func (n *Node) setupCollector(ctx context.Context, p *parts, as *actors) error {
 		// hashing; a newcomer waits until the others have seen it, so
 		// that no target is scraped twice.
 		scrape.UserAgent = "Samdrift/" + n.cfg.Version + " collector/" + n.cfg.Instance
-		ms, err := collector.NewMembership(ctx, collector.MembershipOptions{Bus: p.bus, Self: n.cfg.Instance, TTL: n.cfg.CollectorTTL,
+		ms, err := p.bus.NewMembership(ctx, bus.MembershipOptions{Kind: "collector", Self: n.cfg.Instance, TTL: n.cfg.CollectorTTL,
 			Logger: logger, Registerer: n.reg})
 		if err != nil {
 			return err

@@ -1,4 +1,4 @@
-package collector
+package bus
 
 import (
 	"context"
@@ -13,20 +13,17 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/samdrift/samdrift/bus"
 )
 
-// MembersBucket is the KV bucket of live collectors: one key per collector,
-// refreshed every heartbeat, expiring after the TTL.
-const MembersBucket = "collectors"
-
-// Membership is this collector's view of the live collector set, and the
-// consistent hash (rendezvous hashing) that gives each target to exactly
-// one live collector: when a collector joins or leaves, only the targets it
-// gains or loses move.
+// Membership is this process's view of the live set of processes of one
+// kind (collectors, routers, rules processes), kept in an in-memory KV
+// bucket with one key per member refreshed every heartbeat and expiring
+// after the TTL; and the consistent hash (rendezvous hashing) that gives
+// each key (a target, an agency) to exactly one live member: when a member
+// joins or leaves, only the keys it gains or loses move.
 type Membership struct {
 	kv     jetstream.KeyValue
+	kind   string
 	self   string
 	ttl    time.Duration
 	logger *slog.Logger
@@ -39,8 +36,10 @@ type Membership struct {
 
 // MembershipOptions configure a membership.
 type MembershipOptions struct {
-	Bus  *bus.Bus
-	Self string // this collector's unique name
+	// Kind names the set ("collector", "router", "rules"): its bucket is
+	// <kind>s, its gauge samdrift_<kind>_members.
+	Kind string
+	Self string // this process's unique name
 	// TTL after which a collector that stopped heartbeating is gone
 	// (default 10s); heartbeats go every TTL/4.
 	TTL        time.Duration
@@ -48,8 +47,8 @@ type MembershipOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// NewMembership joins the collector set.
-func NewMembership(ctx context.Context, o MembershipOptions) (*Membership, error) {
+// NewMembership joins the set of o.Kind.
+func (b *Bus) NewMembership(ctx context.Context, o MembershipOptions) (*Membership, error) {
 	if o.TTL == 0 {
 		o.TTL = 10 * time.Second
 	}
@@ -57,19 +56,19 @@ func NewMembership(ctx context.Context, o MembershipOptions) (*Membership, error
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Self == "" {
-		return nil, errors.New("a collector needs a name (--instance)")
+		return nil, fmt.Errorf("a %s needs a name (--instance)", o.Kind)
 	}
-	kv, err := o.Bus.EphemeralKeyValue(ctx, MembersBucket, o.TTL)
+	kv, err := b.EphemeralKeyValue(ctx, o.Kind+"s", o.TTL)
 	if err != nil {
-		return nil, fmt.Errorf("collector membership: %w", err)
+		return nil, fmt.Errorf("%s membership: %w", o.Kind, err)
 	}
-	m := &Membership{kv: kv, self: o.Self, ttl: o.TTL, logger: o.Logger, members: []string{o.Self},
-		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "samdrift_collector_members", Help: "Live collectors this collector sees (targets are shared among them)."})}
+	m := &Membership{kv: kv, kind: o.Kind, self: o.Self, ttl: o.TTL, logger: o.Logger, members: []string{o.Self},
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "samdrift_" + o.Kind + "_members", Help: "Live processes of this kind this process sees (their work is shared among them)."})}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(m.gauge)
 	}
 	if _, err := kv.Put(ctx, o.Self, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return nil, fmt.Errorf("collector membership: %w", err)
+		return nil, fmt.Errorf("%s membership: %w", o.Kind, err)
 	}
 	if err := m.refresh(ctx); err != nil {
 		return nil, err
@@ -91,7 +90,7 @@ func (m *Membership) Members() []string {
 	return slices.Clone(m.members)
 }
 
-// Owns reports whether this collector owns key (a target).
+// Owns reports whether this process owns key (a target, an agency).
 func (m *Membership) Owns(key string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -132,7 +131,7 @@ func (m *Membership) refresh(ctx context.Context) error {
 	m.mu.Unlock()
 	m.gauge.Set(float64(len(keys)))
 	if changed {
-		m.logger.Info("collector set changed", "members", keys)
+		m.logger.Info("member set changed", "kind", m.kind, "members", keys)
 		for _, f := range fs {
 			f()
 		}
@@ -152,18 +151,18 @@ func (m *Membership) Run(ctx context.Context) error {
 			return nil
 		case <-beat.C:
 			if _, err := m.kv.Put(ctx, m.self, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil && ctx.Err() == nil {
-				m.logger.Warn("collector heartbeat", "err", err)
+				m.logger.Warn("membership heartbeat", "kind", m.kind, "err", err)
 			}
 		case <-poll.C:
 			if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
-				m.logger.Warn("collector membership", "err", err)
+				m.logger.Warn("membership", "kind", m.kind, "err", err)
 			}
 		}
 	}
 }
 
-// Leave removes this collector from the set at once (its targets move to
-// the others without waiting for the TTL). Call after it stopped scraping.
+// Leave removes this process from the set at once (its keys move to the
+// others without waiting for the TTL). Call after it stopped working.
 func (m *Membership) Leave(ctx context.Context) error {
 	return m.kv.Delete(ctx, m.self)
 }

@@ -1,4 +1,4 @@
-package collector
+package bus
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/samdrift/samdrift/bus"
 )
 
 // TestRendezvousMovesOnlyTheLeaversShare: a collector leaving moves only
@@ -51,11 +49,11 @@ func TestRendezvousMovesOnlyTheLeaversShare(t *testing.T) {
 func TestMembershipOverKV(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir()})
+	b, err := Open(ctx, Options{DataDir: t.TempDir()})
 	require.NoError(t, err)
 	defer b.Close()
 	join := func(name string) (*Membership, context.CancelFunc) {
-		m, err := NewMembership(ctx, MembershipOptions{Bus: b, Self: name, TTL: 2 * time.Second})
+		m, err := b.NewMembership(ctx, MembershipOptions{Kind: "collector", Self: name, TTL: 2 * time.Second})
 		require.NoError(t, err)
 		mctx, mcancel := context.WithCancel(ctx)
 		go func() { _ = m.Run(mctx) }()
