@@ -151,33 +151,34 @@ func TestDataSurvivesKill(t *testing.T) {
 	addr := freeAddr(t)
 	data := filepath.Join(dir, "data")
 	p := start(t, addr, "run", "--config", cfg, "--data-dir", data)
-	var before time.Time
+	// Let a few scrapes land, then count what is queryable up to a fixed
+	// instant and kill -9.
+	var (
+		at time.Time
+		n  float64
+	)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		if assert.Len(c, query(c, addr, "alpha-token", `app_requests_total`), 1) {
-			before = time.Now()
-		}
+		at = time.Now()
+		n = countOver(c, addr, at)
+		assert.Greater(c, n, 2.0)
 	}, 30*time.Second, 200*time.Millisecond)
-	// Let a few more scrapes land, then kill -9.
-	time.Sleep(3 * time.Second)
-	n := countOver(t, addr, before)
-	require.Greater(t, n, 1.0)
 	p.Kill()
 
 	// Restart without targets, so every sample found was written before the kill.
 	writeFile(t, cfg, testCatalogue("127.0.0.1:1", "127.0.0.1:1"))
 	addr = freeAddr(t)
 	start(t, addr, "run", "--config", cfg, "--data-dir", data)
-	after := countOver(t, addr, before)
+	after := countOver(t, addr, at)
 	require.GreaterOrEqual(t, after, n, "samples queryable before the kill must be there after it")
 }
 
 // countOver counts alpha's app_requests_total samples from the last 10 minutes
 // up to and including at.
-func countOver(t *testing.T, addr string, at time.Time) float64 {
-	t.Helper()
+func countOver(t T, addr string, at time.Time) float64 {
+	helper(t)
 	code, pr := api(t, addr, "alpha-token", "/query", map[string][]string{
 		"query": {`count_over_time(app_requests_total[10m])`},
-		"time":  {fmt.Sprint(float64(time.Now().UnixMilli()) / 1000)},
+		"time":  {fmt.Sprint(float64(at.UnixMilli()) / 1000)},
 	})
 	require.Equal(t, http.StatusOK, code)
 	var data struct {
