@@ -76,6 +76,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	registerRules(app, cmds)
 	registerComponents(app, cmds)
 	registerToken(app, cmds)
+	registerDeadLetter(app, cmds)
 	registerVersion(app, cmds)
 
 	if len(args) == 0 {
