@@ -12,12 +12,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -70,16 +73,22 @@ func FreeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// Logs is a goroutine-safe log sink.
+// Logs is a goroutine-safe log sink. With Max set it keeps only about the
+// last Max bytes (a long benchmark's logs go to a file instead).
 type Logs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	Max int
+	mu  sync.Mutex
+	b   bytes.Buffer
 }
 
 func (s *Logs) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	if s.Max > 0 && s.b.Len() > 2*s.Max {
+		s.b.Next(s.b.Len() - s.Max)
+	}
+	return n, err
 }
 
 func (s *Logs) String() string {
@@ -106,20 +115,53 @@ type Options struct {
 	// not wait). ReadyTimeout bounds the wait (default 60s).
 	Ready        string
 	ReadyTimeout time.Duration
+	// LogFile, if set, receives the process's output (Logs then keeps only
+	// its last 64 KiB, for error messages).
+	LogFile string
+	// BareEnv runs the process without the Go runtime tuning (GOGC,
+	// GOMEMLIMIT) of this environment: peers in a benchmark run with their
+	// own defaults whatever is set for Samdrift.
+	BareEnv bool
 }
 
 // StartProcess runs a program with args and waits until it is ready.
 func StartProcess(ctx context.Context, name, bin string, o Options, args ...string) (*Process, error) {
 	p := &Process{Name: name, Logs: &Logs{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.Logs, p.Logs
-	if len(o.Env) > 0 {
-		p.cmd.Env = append(os.Environ(), o.Env...)
+	var out io.Writer = p.Logs
+	var logFile *os.File
+	if o.LogFile != "" {
+		f, err := os.Create(o.LogFile)
+		if err != nil {
+			return nil, err
+		}
+		logFile, p.Logs.Max = f, 64<<10
+		out = io.MultiWriter(f, p.Logs)
 	}
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	env := os.Environ()
+	if o.BareEnv {
+		env = env[:0:0]
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, "GOGC=") && !strings.HasPrefix(e, "GOMEMLIMIT=") {
+				env = append(env, e)
+			}
+		}
+	}
+	p.cmd.Env = append(env, o.Env...)
 	if err := p.cmd.Start(); err != nil {
+		if logFile != nil {
+			logFile.Close()
+		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	go func() {
+		_ = p.cmd.Wait()
+		if logFile != nil {
+			logFile.Close()
+		}
+		close(p.done)
+	}()
 	if o.Ready == "" {
 		return p, nil
 	}
@@ -210,6 +252,43 @@ func (p *Process) Stop(timeout time.Duration) error {
 
 // Signal sends sig to the process.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// PeakRSS is the process's peak resident memory (VmHWM), in bytes; 0 once
+// it has ended.
+func (p *Process) PeakRSS() int64 { return procStatus(p.Pid(), "VmHWM:") }
+
+// RSS is its current resident memory (VmRSS), in bytes.
+func (p *Process) RSS() int64 { return procStatus(p.Pid(), "VmRSS:") }
+
+func procStatus(pid int, key string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if fs := strings.Fields(l); len(fs) >= 2 && fs[0] == key {
+			kb, _ := strconv.ParseInt(fs[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// CPUSeconds is the user and system CPU time the process has used.
+func (p *Process) CPUSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fs := strings.Fields(s[strings.LastIndex(s, ")")+2:])
+	if len(fs) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(fs[11], 64)
+	st, _ := strconv.ParseFloat(fs[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
 
 // Peer returns the path of a real peer program (from Debian's packages).
 // ErrNoPeer says it is missing.

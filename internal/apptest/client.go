@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -252,6 +253,21 @@ func (c Client) Metrics() (string, error) {
 		return "", fmt.Errorf("/metrics: %d %s", r.Status, r.Body)
 	}
 	return r.Body, nil
+}
+
+// MetricSum sums a metric's samples over its series on a /metrics page.
+func MetricSum(page, name string) float64 {
+	sum := 0.0
+	for _, l := range strings.Split(page, "\n") {
+		if !strings.HasPrefix(l, name) || (len(l) > len(name) && l[len(name)] != '{' && l[len(name)] != ' ') {
+			continue
+		}
+		f := strings.Fields(l)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // Ready reports whether /-/ready answers 200.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/internal/apptest"
 	"github.com/samdrift/samdrift/ticketing/remedy/remedysim"
 )
 
@@ -120,7 +121,7 @@ func RunAlerts(ctx context.Context, o AlertsOptions) (AlertsResult, error) {
 		if err := os.WriteFile(pw, []byte("bench-secret\n"), 0o600); err != nil {
 			return res, err
 		}
-		addr, err := FreeAddr()
+		addr, err := apptest.FreeAddr()
 		if err != nil {
 			return res, err
 		}
@@ -151,16 +152,16 @@ func RunAlerts(ctx context.Context, o AlertsOptions) (AlertsResult, error) {
 	if err := os.WriteFile(cfg, []byte(cat), 0o600); err != nil {
 		return res, err
 	}
-	addr, err := FreeAddr()
+	addr, err := apptest.FreeAddr()
 	if err != nil {
 		return res, err
 	}
-	p, err := Start(ctx, "samdrift", filepath.Join(o.Dir, "log"), "http://"+addr+"/-/ready", o.Samdrift,
+	p, err := start(ctx, "samdrift", filepath.Join(o.Dir, "log"), "http://"+addr+"/-/ready", o.Samdrift,
 		"run", "--config", cfg, "--data-dir", filepath.Join(o.Dir, "data"), "--http.addr", addr, "--log.level", "warn")
 	if err != nil {
 		return res, err
 	}
-	defer p.Stop()
+	defer stop(p)
 	base := "http://" + addr
 
 	// Memory once a second while the load runs.

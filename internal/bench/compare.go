@@ -1,21 +1,16 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/internal/apptest"
 )
 
 // Catalogue returns a benchmark catalogue of n agencies ("bench1"…) with
@@ -36,150 +31,24 @@ func Catalogue(n int, extra string) (string, []string) {
 	return b.String(), tokens
 }
 
-// Process is a system under test.
-type Process struct {
-	Name string
-	Addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *os.File
+// start runs a system under test with its output in logFile, and waits
+// until readyURL answers 200. Peers run without Samdrift's Go tuning.
+func start(ctx context.Context, name, logFile, readyURL, bin string, args ...string) (*apptest.Process, error) {
+	return apptest.StartProcess(ctx, name, bin, apptest.Options{
+		Ready: readyURL, ReadyTimeout: 2 * time.Minute, LogFile: logFile, BareEnv: name != "samdrift",
+	}, args...)
 }
 
-// Start runs a program and waits until url answers 200.
-func Start(ctx context.Context, name, logFile, readyURL string, bin string, args ...string) (*Process, error) {
-	lf, err := os.Create(logFile)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if name != "samdrift" {
-		// The peer runs with its own defaults, whatever Go tuning the
-		// benchmark's environment sets for Samdrift.
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, "GOGC=") && !strings.HasPrefix(e, "GOMEMLIMIT=") {
-				cmd.Env = append(cmd.Env, e)
-			}
-		}
-	}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &Process{Name: name, cmd: cmd, done: make(chan struct{}), logs: lf}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("%s exited at start; see %s", name, logFile)
-		default:
-		}
-		if resp, err := http.Get(readyURL); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p, nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.Stop()
-			return nil, fmt.Errorf("%s not ready at %s; see %s", name, readyURL, logFile)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// stop ends a system under test: SIGTERM, SIGKILL after 30 s.
+func stop(p *apptest.Process) { _ = p.Stop(30 * time.Second) }
 
-// PeakRSS is the process's peak resident memory (VmHWM), in bytes.
-func (p *Process) PeakRSS() int64 { return procStatus(p.cmd.Process.Pid, "VmHWM:") }
-
-// RSS is its current resident memory, in bytes.
-func (p *Process) RSS() int64 { return procStatus(p.cmd.Process.Pid, "VmRSS:") }
-
-func procStatus(pid int, key string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), key) {
-			fs := strings.Fields(sc.Text())
-			if len(fs) >= 2 {
-				kb, _ := strconv.ParseInt(fs[1], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
-
-// CPUSeconds is the user+system CPU time the process used so far.
-func (p *Process) CPUSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	fs := strings.Fields(s[strings.LastIndex(s, ")")+2:])
-	if len(fs) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(fs[11], 64)
-	st, _ := strconv.ParseFloat(fs[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
-// Stop sends SIGTERM and waits (SIGKILL after 30s).
-func (p *Process) Stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.logs.Close()
-}
-
-// FreeAddr is a loopback address free a moment ago.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// metricSum sums a counter over its series on a /metrics page.
-func metricSum(url, name string) (float64, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+// storedSamples is what Samdrift's store has appended so far.
+func storedSamples(addr string) (float64, error) {
+	page, err := apptest.NewClient(addr, "bench-ops-token").Metrics()
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Authorization", "Bearer bench-ops-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	sum := 0.0
-	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(l, name) || (len(l) > len(name) && l[len(name)] != '{' && l[len(name)] != ' ') {
-			continue
-		}
-		f := strings.Fields(l)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum, nil
+	return apptest.MetricSum(page, "samdrift_store_appended_samples_total"), nil
 }
 
 // SystemResult is one system's figures in the comparison.
@@ -209,7 +78,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 	var out []SystemResult
 	cat, tokens := Catalogue(o.Agencies, "")
 	for _, sys := range []string{"samdrift", "prometheus"} {
-		addr, err := FreeAddr()
+		addr, err := apptest.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -217,7 +86,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, err
 		}
-		var p *Process
+		var p *apptest.Process
 		load := o.Load
 		load.Progress = o.Progress
 		switch sys {
@@ -226,7 +95,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 			if err := os.WriteFile(cfg, []byte(cat), 0o600); err != nil {
 				return nil, err
 			}
-			p, err = Start(ctx, sys, filepath.Join(dir, "log"), "http://"+addr+"/-/ready", o.Samdrift,
+			p, err = start(ctx, sys, filepath.Join(dir, "log"), "http://"+addr+"/-/ready", o.Samdrift,
 				"run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--http.addr", addr, "--log.level", "warn")
 			load.URL, load.Tokens = "http://"+addr+"/api/v1/push", tokens
 		case "prometheus":
@@ -234,7 +103,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 			if err := os.WriteFile(cfg, []byte("global: {}\n"), 0o600); err != nil {
 				return nil, err
 			}
-			p, err = Start(ctx, sys, filepath.Join(dir, "log"), "http://"+addr+"/-/ready", o.Prometheus,
+			p, err = start(ctx, sys, filepath.Join(dir, "log"), "http://"+addr+"/-/ready", o.Prometheus,
 				"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
 				"--web.enable-remote-write-receiver", "--log.level=warn")
 			load.URL = "http://" + addr + "/api/v1/write"
@@ -251,7 +120,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 		loadStart := time.Now()
 		res, err := RunIngest(ctx, load)
 		if err != nil {
-			p.Stop()
+			stop(p)
 			return nil, err
 		}
 		r := SystemResult{Name: sys, Ingest: res, E2E: res.Elapsed}
@@ -259,12 +128,12 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 			// 2xx means durable and routed; wait until the store has it all.
 			deadline := time.Now().Add(5 * time.Minute)
 			for {
-				n, err := metricSum("http://"+addr+"/metrics", "samdrift_store_appended_samples_total")
+				n, err := storedSamples(addr)
 				if err == nil && n >= float64(res.Accepted) {
 					break
 				}
 				if time.Now().After(deadline) {
-					p.Stop()
+					stop(p)
 					return nil, fmt.Errorf("samdrift stored %v of %d accepted samples within 5 minutes", n, res.Accepted)
 				}
 				time.Sleep(50 * time.Millisecond)
@@ -273,7 +142,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 		}
 		r.CPU = p.CPUSeconds() - cpu0
 		r.PeakRSS = p.PeakRSS()
-		p.Stop()
+		stop(p)
 		out = append(out, r)
 	}
 	return out, nil

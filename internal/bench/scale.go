@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/internal/apptest"
 )
 
 // ScaleOptions configure the one-node scale benchmark: the state's agency
@@ -170,16 +171,16 @@ func RunScale(ctx context.Context, o ScaleOptions) (ScaleResult, error) {
 	if err := os.WriteFile(cfg, []byte(scaleCatalogue(as)), 0o600); err != nil {
 		return res, err
 	}
-	addr, err := FreeAddr()
+	addr, err := apptest.FreeAddr()
 	if err != nil {
 		return res, err
 	}
-	p, err := Start(ctx, "samdrift", filepath.Join(o.Dir, "log"), "http://"+addr+"/-/ready", o.Samdrift,
+	p, err := start(ctx, "samdrift", filepath.Join(o.Dir, "log"), "http://"+addr+"/-/ready", o.Samdrift,
 		"run", "--config", cfg, "--data-dir", dataDir, "--http.addr", addr, "--log.level", "warn")
 	if err != nil {
 		return res, err
 	}
-	defer p.Stop()
+	defer stop(p)
 	base := "http://" + addr
 
 	// The requests: every agency's series in requests of 2,000.
