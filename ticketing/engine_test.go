@@ -119,6 +119,8 @@ func TestBackendOutage(t *testing.T) {
 		a.EndsAt = time.Now()
 		require.NoError(t, e.Process(ctx, "beta", []bus.Alert{a}))
 	}
+	// A window in which a storm would show: 2 s is ~5 backoff periods at
+	// the 400 ms ceiling (nothing to wait for — the test counts attempts).
 	time.Sleep(2 * time.Second)
 	recs, err := store.List(ctx, builtin.Filter{})
 	require.NoError(t, err)

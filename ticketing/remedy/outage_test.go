@@ -54,6 +54,8 @@ agencies:
 	for _, ag := range []string{"alpha", "beta"} {
 		require.NoError(t, e.Process(ctx, ag, []bus.Alert{mk(ag, 0, true)}))
 	}
+	// A window in which nothing may reach the down server (a non-event:
+	// there is no condition to wait for).
 	time.Sleep(3 * time.Second)
 	require.Empty(t, sim.Entries(remedysim.FormIncident))
 	sim.SetDown(false)
