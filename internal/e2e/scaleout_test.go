@@ -18,7 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/collector"
 )
 
 // natsCluster starts a three-node NATS cluster with JetStream on loopback
@@ -254,9 +256,12 @@ func (l *scrapeLog) owners(from, to time.Time) map[string][]string {
 func TestCollectorResharding(t *testing.T) {
 	_, url := externalNATS(t)
 	log := &scrapeLog{hit: map[string][]scrapeHit{}}
-	var targets []string
+	addrs := map[string]string{} // target name -> address
+	var quoted []string
 	for i := range 12 {
-		targets = append(targets, fmt.Sprintf("%q", log.target(t, fmt.Sprintf("t%02d", i))))
+		name := fmt.Sprintf("t%02d", i)
+		addrs[name] = log.target(t, name)
+		quoted = append(quoted, fmt.Sprintf("%q", addrs[name]))
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "catalogue.yaml")
@@ -268,7 +273,7 @@ agencies:
     phase: run
     credentials: [{name: alpha-cred, token_sha256: %s}]
     services: [{id: web, name: Web, tier: high, scrape: [{targets: [%s]}]}]
-`, catalogue.HashToken(alphaToken), strings.Join(targets, ", ")))
+`, catalogue.HashToken(alphaToken), strings.Join(quoted, ", ")))
 	// Debug logs show, should this fail, what each collector's scrape
 	// manager did and which targets it took.
 	flags := []string{"--collector.ttl", "3s", "--log.level", "debug"}
@@ -276,31 +281,26 @@ agencies:
 	for _, name := range []string{"c1", "c2", "c3"} {
 		cs = append(cs, component(t, "collector", name, cfg, []string{"--nats.url", url}, flags...))
 	}
-	settled := func(window time.Duration, want int) map[string][]string {
-		var owners map[string][]string
-		require.Eventually(t, func() bool {
+	// settled waits until, over the last window, every target was scraped
+	// by exactly the collector the consistent hash gives it among members
+	// (with random ports, a collector may own none of the 12 targets).
+	settled := func(window time.Duration, members ...string) map[string][]string {
+		want := map[string][]string{}
+		for name, addr := range addrs {
+			want[name] = []string{bus.Owner(members, collector.JobName("alpha", "web", 0)+"/"+addr)}
+		}
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			now := time.Now()
-			owners = log.owners(now.Add(-window), now)
-			if len(owners) != len(targets) {
-				return false
-			}
-			by := map[string]bool{}
-			for _, o := range owners {
-				if len(o) != 1 {
-					return false
-				}
-				by[o[0]] = true
-			}
-			return len(by) == want
-		}, 30*time.Second, 250*time.Millisecond, "each target scraped by exactly one of %d collectors: %v\nscrapes so far: %s", want, owners, log.summary())
-		return owners
+			assert.Equal(c, want, log.owners(now.Add(-window), now), "each target scraped by its owner among %v only; scrapes so far: %s", members, log.summary())
+		}, 30*time.Second, 250*time.Millisecond)
+		return want
 	}
-	before := settled(3*time.Second, 3)
+	before := settled(3*time.Second, "c1", "c2", "c3")
 	t.Logf("owners with three collectors: %v", before)
 
 	cs[1].Kill()
 	killed := time.Now()
-	after := settled(3*time.Second, 2)
+	after := settled(3*time.Second, "c1", "c3")
 	t.Logf("owners after c2 was killed (%.1fs): %v", time.Since(killed).Seconds(), after)
 	require.Less(t, time.Since(killed), 15*time.Second, "c2's targets are picked up within the TTL and a poll")
 	for name, o := range before {
