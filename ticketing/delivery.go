@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -67,8 +66,8 @@ type DeliveryOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Concurrency bounds the deliveries in flight to the backend at once,
 	// over every agency (default 16). Lanes is how many of an agency's
-	// incidents are delivered at once (default 4): each incident's changes
-	// go through one lane, in order.
+	// incidents are delivered at once (default 8); each incident's changes
+	// arrive one after the other, in order.
 	Concurrency, Lanes int
 }
 
@@ -83,7 +82,7 @@ func (o *DeliveryOptions) defaults() {
 		o.Concurrency = 16
 	}
 	if o.Lanes == 0 {
-		o.Lanes = 4
+		o.Lanes = 8
 	}
 }
 
@@ -100,7 +99,9 @@ func deliverySpec(o DeliveryOptions, agency string) bus.ConsumerSpec {
 		// Short, kept alive with progress reports while a delivery is being
 		// retried: after a crash, the entry in flight is redelivered soon.
 		AckWait:       deliveryAckWait,
-		MaxAckPending: 2 * o.Lanes,
+		// Room for entries queued behind their incident's delivery
+		// besides one per lane.
+		MaxAckPending: 4 * o.Lanes,
 	}
 }
 
@@ -165,31 +166,16 @@ type deliveryWorker struct {
 	gate *gate         // while the backend is down, one probe per backoff
 }
 
-// runAgency delivers one agency's outbox entries: each goes to the lane of
-// its incident, so one incident's changes arrive in order while other
-// incidents proceed.
+// runAgency delivers one agency's outbox entries: up to Lanes incidents at
+// once, each incident's entries one after the other, in order. An entry of
+// an incident already being delivered waits behind it without holding up
+// the others.
 func (w *deliveryWorker) runAgency(ctx context.Context, agency string) {
-	lanes := make([]chan jetstream.Msg, w.o.Lanes)
-	var wg sync.WaitGroup
-	for i := range lanes {
-		lanes[i] = make(chan jetstream.Msg, 1)
-		wg.Go(func() {
-			for m := range lanes[i] {
-				w.deliver(ctx, m)
-			}
-		})
-	}
-	defer func() {
-		for _, l := range lanes {
-			close(l)
-		}
-		wg.Wait()
-	}()
+	k := newKeyed(w.o.Lanes, func(m jetstream.Msg) { w.deliver(ctx, m) })
+	defer k.wait()
 	err := w.e.opts.Bus.Consume(ctx, deliverySpec(w.o, agency), w.o.Lanes, w.e.logger, func(ctx context.Context, batch []jetstream.Msg) {
 		for _, m := range batch {
-			select {
-			case lanes[laneOf(m, len(lanes))] <- m:
-			case <-ctx.Done():
+			if !k.dispatch(ctx, m.Headers().Get(headerIncident), m) {
 				return
 			}
 		}
@@ -199,12 +185,59 @@ func (w *deliveryWorker) runAgency(ctx context.Context, agency string) {
 	}
 }
 
-// laneOf picks the lane of an outbox entry by its incident.
-func laneOf(m jetstream.Msg, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(m.Headers().Get(headerIncident)))
-	return int(h.Sum32() % uint32(n))
+// keyed runs work for at most n keys at once, the items of one key one
+// after the other in the order they were dispatched.
+type keyed struct {
+	run   func(jetstream.Msg)
+	slots chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	queued map[string][]jetstream.Msg // a key present is being worked on
 }
+
+func newKeyed(n int, run func(jetstream.Msg)) *keyed {
+	return &keyed{run: run, slots: make(chan struct{}, n), queued: map[string][]jetstream.Msg{}}
+}
+
+// dispatch queues m behind its key's work, or starts it once fewer than n
+// keys are being worked on. It returns false if ctx ended first.
+func (k *keyed) dispatch(ctx context.Context, key string, m jetstream.Msg) bool {
+	k.mu.Lock()
+	if q, busy := k.queued[key]; busy {
+		k.queued[key] = append(q, m)
+		k.mu.Unlock()
+		return true
+	}
+	k.mu.Unlock()
+	select {
+	case k.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	k.mu.Lock()
+	k.queued[key] = nil
+	k.mu.Unlock()
+	k.wg.Go(func() {
+		defer func() { <-k.slots }()
+		for {
+			k.run(m)
+			k.mu.Lock()
+			q := k.queued[key]
+			if len(q) == 0 {
+				delete(k.queued, key)
+				k.mu.Unlock()
+				return
+			}
+			m, k.queued[key] = q[0], q[1:]
+			k.mu.Unlock()
+		}
+	})
+	return true
+}
+
+// wait returns once every started key's work is done.
+func (k *keyed) wait() { k.wg.Wait() }
 
 // headerIncident names the incident of an outbox entry.
 const headerIncident = "Samdrift-Incident"

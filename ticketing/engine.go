@@ -415,6 +415,7 @@ func (e *Engine) enqueue(ctx context.Context, key string, inc *Incident, rev uin
 		return err
 	}
 	msg := &nats.Msg{Subject: bus.OutboxSubject(inc.Agency), Data: b, Header: nats.Header{}}
+	msg.Header.Set(headerIncident, inc.ID) // its delivery lane
 	bus.InjectTrace(ctx, msg)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

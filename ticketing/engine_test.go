@@ -230,3 +230,82 @@ func TestProcessFoldsAlertsOfAKey(t *testing.T) {
 	require.Equal(t, ticketing.StateOpen, inc.State)
 	require.Equal(t, uint64(1), inc.Version, "a new incident")
 }
+
+// blockingBackend holds every delivery until released, and records how
+// many were in flight at once and in which order each incident's versions
+// arrived.
+type blockingBackend struct {
+	release  chan struct{}
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	versions map[string][]uint64
+}
+
+func (b *blockingBackend) Deliver(ctx context.Context, inc *ticketing.Incident) (string, error) {
+	b.mu.Lock()
+	b.inFlight++
+	b.most = max(b.most, b.inFlight)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.inFlight--
+		b.mu.Unlock()
+	}()
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return "", ticketing.Temporary(ctx.Err(), 0)
+	}
+	b.mu.Lock()
+	b.versions[inc.ID] = append(b.versions[inc.ID], inc.Version)
+	b.mu.Unlock()
+	return "T-" + inc.ID, nil
+}
+
+func (b *blockingBackend) peak() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.most
+}
+
+// TestDeliveriesInParallel: a slow backend gets different incidents at once
+// — every lane of every agency busy — while each incident's versions still
+// arrive in order. (The outbox entries once lacked the header that names
+// their incident: every incident of an agency went through one lane, and a
+// Remedy answering in 100 ms got 6.5 tickets a second.)
+func TestDeliveriesInParallel(t *testing.T) {
+	b, h := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := ticketing.New(ctx, ticketing.Options{Bus: b, Catalogue: h})
+	require.NoError(t, err)
+	slow := &blockingBackend{release: make(chan struct{}), versions: map[string][]uint64{}}
+	d := ticketing.DeliveryOptions{Name: "slow", Backend: slow, Primary: true, Lanes: 4, Concurrency: 16}
+	require.NoError(t, e.EnsureDelivery(ctx, d))
+	go func() { _ = e.RunDelivery(ctx, d) }()
+
+	const perAgency = 12
+	for _, agency := range []string{"alpha", "beta"} {
+		for i := range perAgency {
+			a := firing(agency, fmt.Sprintf("Par%d", i), 0)
+			require.NoError(t, e.Process(ctx, agency, []bus.Alert{a}))
+			a.EndsAt = time.Now()
+			require.NoError(t, e.Process(ctx, agency, []bus.Alert{a}))
+		}
+	}
+	// Four incidents of each agency are delivered at once.
+	require.Eventually(t, func() bool { return slow.peak() >= 8 }, 20*time.Second, 10*time.Millisecond,
+		"deliveries of distinct incidents run in parallel across lanes and agencies")
+	require.Equal(t, 8, slow.peak(), "at most Lanes per agency")
+	close(slow.release)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		slow.mu.Lock()
+		defer slow.mu.Unlock()
+		assert.Len(c, slow.versions, 2*perAgency)
+		for id, vs := range slow.versions {
+			assert.IsIncreasing(c, vs, "versions of %s in order", id)
+			assert.NotEmpty(c, vs)
+		}
+	}, 30*time.Second, 50*time.Millisecond)
+}

@@ -67,6 +67,10 @@ type Options struct {
 	// OnCreate, if set, is called with each incident created, as stored
 	// (benchmarks time deliveries with it).
 	OnCreate func(values map[string]any)
+	// Latency is how long each request takes to answer, as a real AR
+	// System server's ~100 ms (0: at once). Requests are answered
+	// concurrently: the server is slow, not serial.
+	Latency time.Duration
 }
 
 // Sim is the simulated server.
@@ -206,6 +210,13 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if down {
 		writeAR(w, http.StatusServiceUnavailable, 90, "Cannot establish a network connection to the AR System server", "simulated outage")
 		return
+	}
+	if s.opts.Latency > 0 {
+		select {
+		case <-time.After(s.opts.Latency):
+		case <-r.Context().Done():
+			return
+		}
 	}
 	if s.limiter != nil {
 		res := s.limiter.Reserve()
