@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -43,6 +44,7 @@ type nodeFlags struct {
 	metricsAnon      *bool
 	readTimeout      *time.Duration
 	maxConns         *int
+	cpuProfile       *string
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -80,6 +82,7 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.readTimeout = cmd.Flag("web.read-timeout", "Longest time to read a whole request, body included: a client that trickles its request is cut off.").Default("1m").Duration()
 	f.maxConns = cmd.Flag("web.max-connections", "Most simultaneous HTTP connections.").Default("512").Int()
 	f.auditLog = cmd.Flag("audit-log", "Audit trail file (JSON lines; default <data-dir>/audit.log). May be the file samdrift agency … --audit-log writes.").String()
+	f.cpuProfile = cmd.Flag("debug.cpu-profile", "Write a CPU profile of the whole run to this file at exit (make bench's --profile).").Hidden().String()
 	f.tracingEndpoint = cmd.Flag("tracing.endpoint", "OTLP/HTTP endpoint for traces, such as http://localhost:4318/v1/traces.").String()
 	return f
 }
@@ -97,6 +100,23 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		RemoteWrite: f.remote(*f.rwURL), RemoteRead: f.remote(*f.rrURL), Pprof: *f.pprof, MetricsAnonymous: *f.metricsAnon,
 		ReadTimeout: *f.readTimeout, MaxConnections: *f.maxConns,
 	}
+}
+
+// startCPUProfile profiles the process until the returned stop is called,
+// when --debug.cpu-profile names a file.
+func (f *nodeFlags) startCPUProfile() (func(), error) {
+	if *f.cpuProfile == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(*f.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); out.Close() }, nil
 }
 
 func (f *nodeFlags) remote(url string) *store.RemoteConfig {
@@ -154,6 +174,12 @@ func registerRun(app *kingpin.Application, cmds map[string]func(*slog.Logger) in
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		stop, err := f.startCPUProfile()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer stop()
 		if err := n.Run(context.Background()); err != nil {
 			logger.Error("samdrift failed", "err", err)
 			return 1

@@ -433,3 +433,22 @@ func TestFloodingAgencyDoesNotDelayOthers(t *testing.T) {
 		assert.True(c, len(s) == 1 && s[0].Value[1] == "20")
 	}, 10*time.Second, 100*time.Millisecond)
 }
+
+// TestPprof: with --web.enable-pprof the process starts (the profile routes
+// once conflicted with the 405 fallback and panicked at startup), ops get
+// the profiles and an agency gets 403.
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	addr := startPushNode(t, "--web.enable-pprof")
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/symbol", "/debug/pprof/profile?seconds=1"} {
+		r, err := client(addr, opsToken).Get(path)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, r.Status, path)
+		r, err = client(addr, alphaToken).Get(path)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusForbidden, r.Status, path)
+	}
+	r, err := client(addr, opsToken).Do(http.MethodPost, "/debug/pprof/heap", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusMethodNotAllowed, r.Status)
+}

@@ -59,12 +59,20 @@ func (n *Node) routes(p *parts) []route {
 		rs = append(rs, route{"GET /metrics", provider, metrics})
 	}
 	if n.cfg.Pprof {
-		rs = append(rs,
-			route{"GET /debug/pprof/", provider, h(pprof.Index)},
-			route{"GET /debug/pprof/profile", provider, h(pprof.Profile)},
-			route{"GET /debug/pprof/symbol", provider, h(pprof.Symbol)},
-			route{"GET /debug/pprof/trace", provider, h(pprof.Trace)},
-		)
+		// One route for the subtree: a path of its own beside it would
+		// conflict with its 405 fallback.
+		rs = append(rs, route{"GET /debug/pprof/", provider, h(func(w http.ResponseWriter, r *http.Request) {
+			switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+			case "profile":
+				pprof.Profile(w, r)
+			case "symbol":
+				pprof.Symbol(w, r)
+			case "trace":
+				pprof.Trace(w, r)
+			default:
+				pprof.Index(w, r) // the index and the named profiles (heap, goroutine, …)
+			}
+		})})
 	}
 	if p.push != nil {
 		rs = append(rs,
