@@ -6,6 +6,16 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 GOLANGCI  := bin/golangci-lint
 
+# The systems make bench compares Samdrift with, built from their Go modules
+# and cached in bin/tools (never committed). Prometheus 3 is
+# github.com/prometheus/prometheus v0.316.0 (= 3.16.0), pinned in
+# tools/prometheus3; VictoriaMetrics single-node is installed at its tag.
+TOOLS     := bin/tools
+PROM3     := $(TOOLS)/prometheus3
+PROM3_VERSION := 3.16.0
+VM        := $(TOOLS)/victoria-metrics
+VM_VERSION := v1.151.0
+
 FUZZTIME  ?= 30s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -14,7 +24,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # detector only makes them slow).
 NORACE_PKGS := ./rules ./dashboards
 
-.PHONY: help build run test test-unit test-e2e test-faults test-isolation fuzz-short bench bench-go fuzz golden fmt lint tidy-check clean
+.PHONY: help build run test test-unit test-e2e test-faults test-isolation fuzz-short bench bench-compare bench-go fuzz golden fmt lint tidy-check clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,16 +63,32 @@ test-isolation: build ## Isolation suites, long form: one agency reads, writes a
 fuzz-short: ## Every fuzz target for 5s (the form CI runs).
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-bench: build ## Benchmarks: Go hot paths, then ingest side by side with Debian's Prometheus, alert latency, alert storm, 340-agency scale (docs/benchmarks.md).
-	@command -v prometheus >/dev/null || { echo "installing Debian's prometheus for the side-by-side comparison"; \
+bench: build $(PROM3) $(VM) ## Benchmarks: Go hot paths; ingest side by side with Prometheus 3, VictoriaMetrics and Debian's Prometheus 2 (steady and churn); alert latency, storm, Remedy deliveries, 340-agency scale (docs/benchmarks.md).
+	@command -v prometheus >/dev/null || { echo "installing Debian's prometheus (2.42) for the side-by-side comparison"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /internal/e2e)
-	./$(BIN) bench compare --duration $(BENCH_DURATION)
+	./$(BIN) bench compare --prometheus3 $(PROM3) --victoriametrics $(VM) --repeat $(BENCH_REPEAT)
 	./$(BIN) bench alerts
 	./$(BIN) bench storm
+	./$(BIN) bench deliveries
 	./$(BIN) bench scale
 
-BENCH_DURATION ?= 60s
+BENCH_REPEAT ?= 2
+
+bench-compare: build $(PROM3) $(VM) ## Only the ingest comparison with Prometheus 3, VictoriaMetrics and Debian's Prometheus 2.
+	./$(BIN) bench compare --prometheus3 $(PROM3) --victoriametrics $(VM) --repeat $(BENCH_REPEAT)
+
+$(PROM3): tools/prometheus3/go.mod tools/prometheus3/go.sum
+	@echo "building Prometheus $(PROM3_VERSION) from its Go module into $(PROM3) (a few minutes the first time)"
+	@mkdir -p $(TOOLS)
+	cd tools/prometheus3 && $(GO) build -ldflags "-X github.com/prometheus/common/version.Version=$(PROM3_VERSION)" \
+	  -o ../../$(PROM3) github.com/prometheus/prometheus/cmd/prometheus
+
+$(VM):
+	@echo "building VictoriaMetrics $(VM_VERSION) single-node from its Go module into $(VM) (a few minutes the first time)"
+	@mkdir -p $(TOOLS)
+	GOBIN=$(CURDIR)/$(TOOLS) $(GO) install -ldflags "-X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-metrics-$(VM_VERSION)" \
+	  github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$(VM_VERSION)
 
 bench-go: ## Only the Go benchmarks of the hot paths (decode, labelling and limits, TSDB append, incident lifecycle).
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /internal/e2e)

@@ -56,21 +56,52 @@ func registerBench(app *kingpin.Application, cmds map[string]func(*slog.Logger) 
 	registerAlertBenches(b, cmds)
 	registerScaleBench(b, cmds)
 
-	cmp := b.Command("compare", "Run the identical ingest load against Samdrift and Debian's Prometheus on this machine, one after the other, and print both figures and the ratio.")
-	cmpLoad := loadFlags(cmp)
-	agencies := cmp.Flag("agencies", "Agencies the series are spread over.").Default("4").Int()
-	promBin := cmp.Flag("prometheus", "Prometheus binary.").Default("prometheus").String()
+	cmp := b.Command("compare", "Send the identical pre-encoded remote-write loads (steady and churn) to Samdrift, Prometheus 3, VictoriaMetrics and Debian's Prometheus 2 on this machine, one after the other, and print every figure and ratio.")
+	systems := cmp.Flag("systems", "Systems to compare, in order (samdrift first).").Default("samdrift,prometheus3,victoriametrics,prometheus2").String()
+	prom3 := cmp.Flag("prometheus3", "Prometheus 3 binary (make bench builds bin/tools/prometheus3).").Default("bin/tools/prometheus3").String()
+	vm := cmp.Flag("victoriametrics", "VictoriaMetrics single-node binary (make bench builds bin/tools/victoria-metrics).").Default("bin/tools/victoria-metrics").String()
+	prom2 := cmp.Flag("prometheus2", "Prometheus 2 binary (Debian's package).").Default("prometheus").String()
+	shapes := cmp.Flag("shapes", "Load shapes: steady, churn.").Default("steady,churn").String()
+	rounds := cmp.Flag("rounds", "Rounds of the steady shape (0: its default, 40).").Int()
+	repeat := cmp.Flag("repeat", "Runs of the whole sequence.").Default("1").Int()
 	dir := cmp.Flag("dir", "Work directory (default: a temporary one, removed afterwards).").String()
+	profile := cmp.Flag("profile", "Write Samdrift's CPU and heap profiles of each run into this directory (go tool pprof them).").String()
 	cmds[cmp.FullCommand()] = func(*slog.Logger) int {
 		self, err := os.Executable()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		prom, err := exec.LookPath(*promBin)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "samdrift bench compare: %s not found (apt-get install prometheus)\n", *promBin)
-			return 1
+		bins := map[string]string{"samdrift": self, "prometheus3": *prom3, "victoriametrics": *vm, "prometheus2": *prom2}
+		var syss []bench.System
+		for _, name := range strings.Split(*systems, ",") {
+			bin, ok := bins[name]
+			if !ok {
+				fmt.Fprintf(os.Stderr, "samdrift bench compare: unknown system %q\n", name)
+				return 2
+			}
+			path, err := exec.LookPath(bin)
+			if err != nil {
+				fmt.Printf("%s: %s not found, left out (make bench builds it)\n", name, bin)
+				continue
+			}
+			syss = append(syss, bench.System{Name: name, Bin: path})
+		}
+		var shs []bench.Shape
+		for _, name := range strings.Split(*shapes, ",") {
+			switch name {
+			case "steady":
+				sh := bench.Steady
+				if *rounds > 0 {
+					sh.Rounds = *rounds
+				}
+				shs = append(shs, sh)
+			case "churn":
+				shs = append(shs, bench.Churn)
+			default:
+				fmt.Fprintf(os.Stderr, "samdrift bench compare: unknown shape %q\n", name)
+				return 2
+			}
 		}
 		wd := *dir
 		if wd == "" {
@@ -81,15 +112,30 @@ func registerBench(app *kingpin.Application, cmds map[string]func(*slog.Logger) 
 			defer os.RemoveAll(wd)
 		}
 		res, err := bench.CompareIngest(context.Background(), bench.CompareOptions{
-			Samdrift: self, Prometheus: prom, Dir: wd, Load: *cmpLoad, Agencies: *agencies, Progress: os.Stdout,
+			Systems: syss, Shapes: shs, Repeat: *repeat, Dir: wd, ProfileDir: *profile, Progress: os.Stdout,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "samdrift bench compare:", err)
 			return 1
 		}
-		printComparison(res, cmpLoad.Series)
+		counts := true
+		for _, r := range res {
+			counts = counts && r.Ingest.Accepted == int64(shapeOf(shs, r.Shape).Samples())
+		}
+		if !passed(counts, printComparison(res, shs)) {
+			return 1
+		}
 		return 0
 	}
+}
+
+func shapeOf(shs []bench.Shape, name string) bench.Shape {
+	for _, s := range shs {
+		if s.Name == name {
+			return s
+		}
+	}
+	return bench.Shape{}
 }
 
 // timingTargets says whether a missed speed or memory target fails the
@@ -203,6 +249,42 @@ func registerAlertBenches(b *kingpin.CmdClause, cmds map[string]func(*slog.Logge
 		}
 		return 0
 	}
+
+	dl := b.Command("deliveries", "Deliveries to a slow Remedy: alerts of two agencies, each its own incident, into a Remedy simulator that answers every request after a latency (a real AR System server: ~100 ms); every ticket exactly once, within the target time.")
+	dlAlerts := dl.Flag("alerts", "Alerts.").Default("2000").Int()
+	dlAgencies := dl.Flag("agencies", "Agencies.").Default("2").Int()
+	dlLatency := dl.Flag("latency", "The simulator's time to answer each request.").Default("100ms").Duration()
+	dlWindow := dl.Flag("window", "Time the alerts arrive in.").Default("5s").Duration()
+	dlTarget := dl.Flag("target", "Every ticket in Remedy within this time of the first alert.").Default("90s").Duration()
+	dlDir := dl.Flag("dir", "Work directory (default: a temporary one).").String()
+	cmds[dl.FullCommand()] = func(*slog.Logger) int {
+		dir, cleanup, err := workDir(*dlDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanup()
+		fmt.Printf("deliveries: %d alerts of %d agencies within %s, 10 per webhook, into a Remedy simulator answering each request after %s\n",
+			*dlAlerts, *dlAgencies, *dlWindow, *dlLatency)
+		res, err := bench.RunAlerts(context.Background(), bench.AlertsOptions{
+			Samdrift: self(), Dir: dir, Agencies: *dlAgencies, Alerts: *dlAlerts, Window: *dlWindow, PerRequest: 10,
+			Remedy: true, RemedyLatency: *dlLatency, Drain: 10 * time.Minute, Progress: os.Stdout,
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "samdrift bench deliveries:", err)
+			return 1
+		}
+		once := res.Missing == 0 && res.Duplicates == 0
+		inTime := res.Drained < *dlTarget
+		fmt.Printf("  tickets %d of %d, missing %d, duplicates %d %s\n", res.Incidents, res.Sent, res.Missing, res.Duplicates, verdict(once))
+		fmt.Printf("  all tickets in Remedy after %s (%.1f tickets/s; target < %s) %s; %d requests; alert → ticket p50 %s p99 %s\n",
+			res.Drained.Round(time.Millisecond), float64(res.Incidents)/res.Drained.Seconds(), *dlTarget, verdict(inTime && once), res.RemedyRequests,
+			res.Quantile(0.5).Round(time.Millisecond), res.Quantile(0.99).Round(time.Millisecond))
+		if !passed(once, inTime) {
+			return 1
+		}
+		return 0
+	}
 }
 
 func registerScaleBench(b *kingpin.CmdClause, cmds map[string]func(*slog.Logger) int) {
@@ -251,22 +333,64 @@ func registerScaleBench(b *kingpin.CmdClause, cmds map[string]func(*slog.Logger)
 	}
 }
 
-func printComparison(res []bench.SystemResult, series int) {
-	fmt.Println()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\taccepted samples/s\tend-to-end samples/s\tpeak RSS\tbytes/series\tCPU s\trequest p50\trequest p99\tfailed requests\t")
-	for _, r := range res {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%.0f\t%.1f\t%s\t%s\t%d\t\n", r.Name, r.Ingest.Rate(), r.E2ERate(),
-			bytesHuman(float64(r.PeakRSS)), float64(r.PeakRSS)/float64(series), r.CPU,
-			r.Ingest.Quantile(0.5).Round(time.Millisecond), r.Ingest.Quantile(0.99).Round(time.Millisecond), r.Ingest.Errors)
+// printComparison prints each shape's table and Samdrift's ratios to every
+// peer (means over repeated runs), and reports whether the targets against
+// Prometheus 3 are met: end-to-end rate at least 1.2×, peak memory at most
+// 0.8×.
+func printComparison(res []bench.SystemResult, shapes []bench.Shape) bool {
+	ok := true
+	for _, sh := range shapes {
+		fmt.Printf("\n%s\n", sh)
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "system\taccepted samples/s\tend-to-end samples/s\tCPU s per M samples\tpeak RSS\tbytes/series\trequest p50\trequest p99\trefused requests\tseries queryable\t")
+		type sum struct {
+			e2e, acc, cpu, rss float64
+			n                  int
+		}
+		means := map[string]*sum{}
+		var order []string
+		for _, r := range res {
+			if r.Shape != sh.Name {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%s\t%.0f\t%s\t%s\t%d\t%d\t\n", r.System, r.Ingest.Rate(), r.E2ERate(), r.CPUPerMillion(),
+				bytesHuman(float64(r.PeakRSS)), r.BytesPerSeries(),
+				r.Ingest.Quantile(0.5).Round(time.Millisecond), r.Ingest.Quantile(0.99).Round(time.Millisecond), r.Ingest.Errors, r.Queryable)
+			m := means[r.System]
+			if m == nil {
+				m = &sum{}
+				means[r.System] = m
+				order = append(order, r.System)
+			}
+			m.e2e += r.E2ERate()
+			m.acc += r.Ingest.Rate()
+			m.cpu += r.CPUPerMillion()
+			m.rss += float64(r.PeakRSS)
+			m.n++
+		}
+		_ = tw.Flush()
+		sd := means["samdrift"]
+		if sd == nil {
+			continue
+		}
+		for _, name := range order {
+			p := means[name]
+			if name == "samdrift" || p.e2e == 0 || p.rss == 0 {
+				continue
+			}
+			tp, acc := sd.e2e/p.e2e, sd.acc/p.acc
+			mem := (sd.rss / float64(sd.n)) / (p.rss / float64(p.n))
+			cpu := (sd.cpu / float64(sd.n)) / (p.cpu / float64(p.n))
+			line := fmt.Sprintf("samdrift/%s: end to end %.2f×, accepted %.2f×, peak memory %.2f×, CPU per sample %.2f×", name, tp, acc, mem, cpu)
+			if name == "prometheus3" {
+				met := tp >= 1.2 && mem <= 0.8
+				ok = ok && met
+				line += fmt.Sprintf(" (targets: ≥ 1.20× end to end, ≤ 0.80× memory) %s", verdict(met))
+			}
+			fmt.Println(line)
+		}
 	}
-	tw.Flush()
-	if len(res) == 2 && res[1].E2ERate() > 0 && res[1].PeakRSS > 0 {
-		tp := res[0].E2ERate() / res[1].E2ERate()
-		mem := float64(res[0].PeakRSS) / float64(res[1].PeakRSS)
-		fmt.Printf("\nthroughput ratio samdrift/prometheus (end to end): %.2f× (target ≥ 1.30×) %s\n", tp, verdict(tp >= 1.3))
-		fmt.Printf("peak memory ratio samdrift/prometheus:            %.2f× (target ≤ 0.75×) %s\n", mem, verdict(mem <= 0.75))
-	}
+	return ok
 }
 
 func verdict(ok bool) string {

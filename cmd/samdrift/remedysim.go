@@ -28,6 +28,7 @@ func registerRemedySim(app *kingpin.Application, cmds map[string]func(*slog.Logg
 	user := cmd.Flag("username", "Login of the integration user.").Default("samdrift-integration").String()
 	password := cmd.Flag("password", "Password of every simulated user (default: random, printed).").String()
 	rateLimit := cmd.Flag("rate", "Requests per second before 429 (0: unlimited).").Default("0").Float64()
+	latency := cmd.Flag("latency", "Time each request takes to answer (a real AR System server: about 100ms).").Default("0s").Duration()
 	cmds[cmd.FullCommand()] = func(logger *slog.Logger) int {
 		cs := *companies
 		if *file != "" {
@@ -49,7 +50,7 @@ func registerRemedySim(app *kingpin.Application, cmds map[string]func(*slog.Logg
 			pw = hex.EncodeToString(b)
 		}
 		users := remedysim.UsersFor(cs, *user, pw)
-		sim := remedysim.New(remedysim.Options{Users: users, Companies: cs, Rate: *rateLimit, Burst: int(max(*rateLimit, 1))})
+		sim := remedysim.New(remedysim.Options{Users: users, Companies: cs, Rate: *rateLimit, Burst: int(max(*rateLimit, 1)), Latency: *latency})
 		ln, err := net.Listen("tcp", *addr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -41,6 +41,8 @@ type AlertsOptions struct {
 	RemedyBurst int
 	// RemedyClientRate is Samdrift's own pacing (max_requests_per_second).
 	RemedyClientRate float64
+	// RemedyLatency is the simulator's time to answer each request.
+	RemedyLatency time.Duration
 	// Drain bounds the wait for every incident after the last alert.
 	Drain    time.Duration
 	Progress io.Writer
@@ -134,7 +136,7 @@ func RunAlerts(ctx context.Context, o AlertsOptions) (AlertsResult, error) {
 		companies := remedysim.Companies(parsed)
 		sim = remedysim.New(remedysim.Options{
 			Users: remedysim.UsersFor(companies, "samdrift-integration", "bench-secret"), Companies: companies,
-			Rate: o.RemedyRate, Burst: o.RemedyBurst,
+			Rate: o.RemedyRate, Burst: o.RemedyBurst, Latency: o.RemedyLatency,
 			OnCreate: func(v map[string]any) {
 				at := time.Now()
 				d, _ := v["Detailed_Decription"].(string)

@@ -2,8 +2,11 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +22,7 @@ func Catalogue(n int, extra string) (string, []string) {
 	var b strings.Builder
 	b.WriteString("provider: {name: Benchmark provider, timezone: Europe/Stockholm}\n")
 	b.WriteString("roles:\n  ops:\n    credentials: [{name: bench-ops, token_sha256: " + catalogue.HashToken("bench-ops-token") + "}]\n")
-	b.WriteString("defaults:\n  limits:\n    ingestion_rate: 100000000\n    ingestion_burst_size: 100000000\n    max_global_series_per_user: 5000000\n    max_samples_per_request: 100000\n")
+	b.WriteString("defaults:\n  limits:\n    ingestion_rate: 100000000\n    ingestion_burst_size: 100000000\n    max_global_series_per_user: 5000000\n    max_samples_per_request: 100000\n    max_fetched_series_per_query: 10000000\n    max_samples_per_query: 100000000\n")
 	b.WriteString(extra)
 	b.WriteString("agencies:\n")
 	var tokens []string
@@ -51,99 +54,260 @@ func storedSamples(addr string) (float64, error) {
 	return apptest.MetricSum(page, "samdrift_store_appended_samples_total"), nil
 }
 
-// SystemResult is one system's figures in the comparison.
+// A System is one store in the comparison: Samdrift or a peer a provider
+// would run instead.
+type System struct {
+	Name string // samdrift, prometheus3, victoriametrics, prometheus2
+	Bin  string
+}
+
+// Peers is what Samdrift is compared with, in the order they run.
+var Peers = []string{"prometheus3", "victoriametrics", "prometheus2"}
+
+// SystemResult is one system's figures on one shape.
 type SystemResult struct {
-	Name    string
-	Ingest  IngestResult
-	E2E     time.Duration // until every accepted sample was queryable
+	System string
+	Shape  string
+	Ingest IngestResult
+	// E2E runs from the first request until every accepted sample was
+	// appended to the system's storage (and so queryable).
+	E2E     time.Duration
 	PeakRSS int64
-	CPU     float64 // CPU seconds during the load
+	CPU     float64 // CPU seconds from the first request to E2E
+	Series  int     // series the shape created
+	// Queryable is how many series a count query found afterwards.
+	Queryable int
 }
 
 // E2ERate is samples per second until everything accepted was stored.
 func (r SystemResult) E2ERate() float64 { return float64(r.Ingest.Accepted) / r.E2E.Seconds() }
 
+// CPUPerMillion is CPU seconds per million samples.
+func (r SystemResult) CPUPerMillion() float64 { return r.CPU / (float64(r.Ingest.Accepted) / 1e6) }
+
+// BytesPerSeries is peak resident memory over the series created.
+func (r SystemResult) BytesPerSeries() float64 { return float64(r.PeakRSS) / float64(r.Series) }
+
 // CompareOptions configure the side-by-side ingest comparison.
 type CompareOptions struct {
-	Samdrift, Prometheus string // binaries
-	Dir                  string
-	Load                 IngestLoad // URL and Tokens are set per system
-	Agencies             int
-	Progress             io.Writer
+	Systems  []System // Samdrift first; the others as available
+	Shapes   []Shape
+	Repeat   int // runs of the whole sequence, alternating the systems
+	Dir      string
+	// ProfileDir, if set, receives Samdrift's CPU profile of each shape's
+	// run and its heap profile once everything is stored (the count query
+	// is then left out, to keep it out of the CPU profile).
+	ProfileDir string
+	Progress io.Writer
 }
 
-// CompareIngest runs the identical load against Samdrift and Prometheus,
-// one after the other on this machine.
+// CompareIngest sends each shape's identical, pre-encoded load to every
+// system on this machine, one system after the other, each from a fresh
+// data directory, and measures each until its storage holds every accepted
+// sample.
 func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error) {
 	var out []SystemResult
-	cat, tokens := Catalogue(o.Agencies, "")
-	for _, sys := range []string{"samdrift", "prometheus"} {
-		addr, err := apptest.FreeAddr()
-		if err != nil {
-			return nil, err
-		}
-		dir := filepath.Join(o.Dir, sys)
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, err
-		}
-		var p *apptest.Process
-		load := o.Load
-		load.Progress = o.Progress
-		switch sys {
-		case "samdrift":
-			cfg := filepath.Join(dir, "catalogue.yaml")
-			if err := os.WriteFile(cfg, []byte(cat), 0o600); err != nil {
-				return nil, err
-			}
-			p, err = start(ctx, sys, filepath.Join(dir, "log"), "http://"+addr+"/-/ready", o.Samdrift,
-				"run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--http.addr", addr, "--log.level", "warn")
-			load.URL, load.Tokens = "http://"+addr+"/api/v1/push", tokens
-		case "prometheus":
-			cfg := filepath.Join(dir, "prometheus.yml")
-			if err := os.WriteFile(cfg, []byte("global: {}\n"), 0o600); err != nil {
-				return nil, err
-			}
-			p, err = start(ctx, sys, filepath.Join(dir, "log"), "http://"+addr+"/-/ready", o.Prometheus,
-				"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
-				"--web.enable-remote-write-receiver", "--log.level=warn")
-			load.URL = "http://" + addr + "/api/v1/write"
-			load.Tokens = make([]string, len(tokens)) // Prometheus takes no token; same agency split
-		}
-		if err != nil {
-			return nil, err
-		}
+	logf := func(format string, args ...any) {
 		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "%s (%s): %d series, %d agencies, %d senders, %d samples per request, %s\n",
-				sys, addr, load.Series, len(load.Tokens), load.Senders, load.Batch, load.Duration)
+			fmt.Fprintf(o.Progress, format, args...)
 		}
-		cpu0 := p.CPUSeconds()
-		loadStart := time.Now()
-		res, err := RunIngest(ctx, load)
+	}
+	for _, shape := range o.Shapes {
+		t0 := time.Now()
+		enc, err := Encode(shape)
 		if err != nil {
-			stop(p)
 			return nil, err
 		}
-		r := SystemResult{Name: sys, Ingest: res, E2E: res.Elapsed}
-		if sys == "samdrift" {
-			// 2xx means durable and routed; wait until the store has it all.
-			deadline := time.Now().Add(5 * time.Minute)
-			for {
-				n, err := storedSamples(addr)
-				if err == nil && n >= float64(res.Accepted) {
-					break
+		logf("%s\n  %d samples encoded in %s (%.1f MiB of request bodies), before any clock starts\n",
+			shape, shape.Samples(), time.Since(t0).Round(time.Millisecond), float64(enc.Bytes)/(1<<20))
+		for rep := range max(o.Repeat, 1) {
+			for _, sys := range o.Systems {
+				dir := filepath.Join(o.Dir, fmt.Sprintf("%s-%s-%d", shape.Name, sys.Name, rep))
+				prof := ""
+				if o.ProfileDir != "" && sys.Name == "samdrift" {
+					prof = filepath.Join(o.ProfileDir, fmt.Sprintf("%s-%d", shape.Name, rep))
 				}
-				if time.Now().After(deadline) {
-					stop(p)
-					return nil, fmt.Errorf("samdrift stored %v of %d accepted samples within 5 minutes", n, res.Accepted)
+				r, err := runSystem(ctx, sys, enc, dir, prof, logf)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %s: %w", shape.Name, sys.Name, err)
 				}
-				time.Sleep(50 * time.Millisecond)
+				out = append(out, r)
 			}
-			r.E2E = time.Since(loadStart)
 		}
-		r.CPU = p.CPUSeconds() - cpu0
-		r.PeakRSS = p.PeakRSS()
-		stop(p)
-		out = append(out, r)
 	}
 	return out, nil
+}
+
+func runSystem(ctx context.Context, sys System, enc *Encoded, dir, profile string, logf func(string, ...any)) (SystemResult, error) {
+	res := SystemResult{System: sys.Name, Shape: enc.Shape.Name, Series: enc.Shape.ActiveSeries()}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return res, err
+	}
+	addr, err := apptest.FreeAddr()
+	if err != nil {
+		return res, err
+	}
+	base := "http://" + addr
+	var (
+		args          []string
+		ready, write  string
+		tokens        []string
+		appended      func() (float64, error)
+		countURL      string
+		countQuery    = `count({job="node"})`
+		authorization string
+	)
+	switch sys.Name {
+	case "samdrift":
+		cat, toks := Catalogue(enc.Shape.Agencies, "")
+		cfg := filepath.Join(dir, "catalogue.yaml")
+		if err := os.WriteFile(cfg, []byte(cat), 0o600); err != nil {
+			return res, err
+		}
+		args = []string{"run", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--http.addr", addr, "--log.level", "warn"}
+		if profile != "" {
+			args = append(args, "--debug.cpu-profile", profile+"-cpu.pprof", "--web.enable-pprof")
+		}
+		ready, write, tokens = base+"/-/ready", base+"/api/v1/push", toks
+		appended = func() (float64, error) { return storedSamples(addr) }
+		countURL, authorization = base+"/prometheus/api/v1/query", "bench-ops-token"
+	case "prometheus3", "prometheus2":
+		cfg := filepath.Join(dir, "prometheus.yml")
+		if err := os.WriteFile(cfg, []byte("global: {}\n"), 0o600); err != nil {
+			return res, err
+		}
+		args = []string{"--config.file=" + cfg, "--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr,
+			"--web.enable-remote-write-receiver", "--log.level=warn"}
+		ready, write = base+"/-/ready", base+"/api/v1/write"
+		appended = func() (float64, error) {
+			return pageSum(base+"/metrics", "prometheus_tsdb_head_samples_appended_total")
+		}
+		countURL = base + "/api/v1/query"
+	case "victoriametrics":
+		args = []string{"-storageDataPath=" + filepath.Join(dir, "data"), "-httpListenAddr=" + addr, "-retentionPeriod=1", "-loggerLevel=WARN",
+			"-search.latencyOffset=0s"}
+		ready, write = base+"/health", base+"/api/v1/write"
+		appended = func() (float64, error) { return pageSum(base+"/metrics", "vm_rows_added_to_storage_total") }
+		countURL = base + "/api/v1/query"
+	default:
+		return res, fmt.Errorf("unknown system %q", sys.Name)
+	}
+	p, err := start(ctx, sys.Name, filepath.Join(dir, "log"), ready, sys.Bin, args...)
+	if err != nil {
+		return res, err
+	}
+	defer stop(p)
+	logf("  %s (%s):\n", sys.Name, sys.Bin)
+	cpu0 := p.CPUSeconds()
+	began := time.Now()
+	res.Ingest = Send(ctx, write, tokens, enc, progressWriter(logf))
+	// Until the storage holds every accepted sample.
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		n, err := appended()
+		if err == nil && n >= float64(res.Ingest.Accepted) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("stored %v of %d accepted samples within 5 minutes of the last answer", n, res.Ingest.Accepted)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res.E2E = time.Since(began)
+	res.CPU = p.CPUSeconds() - cpu0
+	res.PeakRSS = p.PeakRSS()
+	if profile != "" {
+		if err := fetchTo(base+"/debug/pprof/heap?gc=1", authorization, profile+"-heap.pprof"); err != nil {
+			return res, err
+		}
+		logf("    profiles: %s-cpu.pprof (at exit), %s-heap.pprof\n", profile, profile)
+	} else if res.Queryable, err = countSeries(countURL, authorization, countQuery); err != nil {
+		logf("    count query: %v\n", err)
+	}
+	logf("    %d samples accepted in %s (%.0f/s); all stored after %s (%.0f/s); %.1f CPU s per million samples; peak RSS %.0f MiB; %d series queryable\n",
+		res.Ingest.Accepted, res.Ingest.Elapsed.Round(time.Millisecond), res.Ingest.Rate(), res.E2E.Round(time.Millisecond), res.E2ERate(),
+		res.CPUPerMillion(), float64(res.PeakRSS)/(1<<20), res.Queryable)
+	return res, nil
+}
+
+func progressWriter(logf func(string, ...any)) io.Writer {
+	return writerFunc(func(b []byte) (int, error) { logf("%s", b); return len(b), nil })
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// pageSum sums a metric over its series on a /metrics page.
+func pageSum(url, name string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return apptest.MetricSum(string(b), name), nil
+}
+
+// fetchTo saves what url answers to file.
+func fetchTo(url, token, file string) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// countSeries runs an instant count query and returns its value.
+func countSeries(queryURL, token, q string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, queryURL+"?query="+url.QueryEscape(q), nil)
+	if err != nil {
+		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := &http.Client{Timeout: 2 * time.Minute}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var pr apptest.PromResponse
+	if err := json.NewDecoder(resp.Body).Decode(&pr); err != nil {
+		return 0, err
+	}
+	if pr.Status != "success" {
+		return 0, fmt.Errorf("%s: %s", pr.ErrorType, pr.Error)
+	}
+	var vec struct {
+		Result []apptest.Sample `json:"result"`
+	}
+	if err := json.Unmarshal(pr.Data, &vec); err != nil {
+		return 0, err
+	}
+	if len(vec.Result) == 0 {
+		return 0, nil
+	}
+	return int(vec.Result[0].Float()), nil
 }
