@@ -240,14 +240,21 @@ func decodeSample(b []byte) (prompb.Sample, error) {
 	return s, nil
 }
 
-// MetricsEncoder encodes metrics batches reusing its marshal buffer; each
-// result is a new slice (it may be retained by an asynchronous publish).
+// MetricsEncoder encodes metrics batches reusing its marshal buffer.
 type MetricsEncoder struct {
 	raw []byte
 }
 
-// Encode marshals and compresses wr.
+// Encode marshals and compresses wr into a new slice (it may be retained
+// by an asynchronous publish).
 func (e *MetricsEncoder) Encode(wr *prompb.WriteRequest) ([]byte, error) {
+	return e.EncodeTo(nil, wr)
+}
+
+// EncodeTo marshals and compresses wr into dst's storage when it is large
+// enough (a buffer the caller recycles once the publish is acknowledged),
+// else into a new slice.
+func (e *MetricsEncoder) EncodeTo(dst []byte, wr *prompb.WriteRequest) ([]byte, error) {
 	n := wr.Size()
 	if cap(e.raw) < n {
 		e.raw = make([]byte, n+n/4)
@@ -256,5 +263,8 @@ func (e *MetricsEncoder) Encode(wr *prompb.WriteRequest) ([]byte, error) {
 	if _, err := wr.MarshalToSizedBuffer(raw); err != nil {
 		return nil, err
 	}
-	return snappy.Encode(make([]byte, snappy.MaxEncodedLen(n)), raw), nil
+	if m := snappy.MaxEncodedLen(n); cap(dst) < m {
+		dst = make([]byte, m)
+	}
+	return snappy.Encode(dst[:cap(dst)], raw), nil
 }

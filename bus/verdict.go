@@ -12,6 +12,11 @@ const (
 	// this subject, so that a push receiver can answer its sender with the
 	// router's decision (accepted, rate limited, over a limit).
 	HeaderVerdict = "Samdrift-Verdict"
+	// HeaderThrough marks a metrics message whose samples the store of
+	// the process that stored it appends in the request (the token of
+	// that append; see store.Append): its consumer acks it without
+	// appending it again. Only the router sets it.
+	HeaderThrough = "Samdrift-Through"
 )
 
 // VerdictPrefix is the subject prefix verdicts may be published on; the

@@ -54,6 +54,21 @@ type Options struct {
 	// enforces that share of every agency's rates.
 	Peers func() int
 	Now   func() time.Time
+	// Through, if set, is the store of this process: an in-process push,
+	// once stored on the bus, is appended to it in the request, decoded
+	// once (the single-process default; see store.Append).
+	Through Through
+}
+
+// Through is a store that appends in-process pushes in the request.
+type Through interface {
+	// Begin registers a push to be stored as parts messages and returns
+	// the token they carry.
+	Begin(parts int) string
+	// Abort says the push will not be appended in the request.
+	Abort(token string)
+	// Append appends the stored push (or leaves it to the consumer).
+	Append(ctx context.Context, agency, token string, wr *prompb.WriteRequest) (int, error)
 }
 
 // Router decides which agency a batch belongs to, from its authenticated
@@ -64,8 +79,11 @@ type Options struct {
 // batch is routed before its sender's 2xx).
 type Router struct {
 	// dec is used by the single INGEST-consuming goroutine.
-	dec       bus.MetricsDecoder
-	encoders  sync.Pool
+	dec      bus.MetricsDecoder
+	encoders sync.Pool
+	// payloads recycles the encoded messages of in-process pushes once
+	// JetStream acknowledged them (they were most of the router's garbage).
+	payloads  sync.Pool
 	opts      Options
 	logger    *slog.Logger
 	tracer    trace.Tracer
@@ -146,11 +164,34 @@ func (r *Router) IngestMetrics(ctx context.Context, credential string, wr *promp
 	r.labelAndLimit(src, wr, &o, false)
 	r.countDiscards(src.agency.ID, &o)
 	if len(wr.Timeseries) > 0 {
-		msgs, err := r.encode(ctx, src.agency.ID, wr)
+		msgs, err := r.encodeWith(ctx, src.agency.ID, wr, r.payload)
+		tok := ""
 		if err == nil {
+			if r.opts.Through != nil {
+				tok = r.opts.Through.Begin(len(msgs))
+				for _, m := range msgs {
+					m.Header.Set(bus.HeaderThrough, tok)
+				}
+			}
 			pctx, cancel := context.WithTimeout(ctx, PublishTimeout)
 			err = r.opts.Bus.PublishAll(pctx, msgs, nil)
 			cancel()
+			if err == nil {
+				// Acknowledged: nothing holds the payloads any more. (After
+				// a failure the client may still, and they are left to the
+				// garbage collector.)
+				for _, m := range msgs {
+					b := m.Data[:0]
+					r.payloads.Put(&b)
+				}
+			} else if tok != "" {
+				r.opts.Through.Abort(tok)
+			}
+		}
+		if err == nil && tok != "" {
+			// Durable on the bus: the 2xx holds whatever happens next. A
+			// failed append here leaves the messages to the consumer.
+			_, _ = r.opts.Through.Append(ctx, src.agency.ID, tok, wr)
 		}
 		if err != nil {
 			r.logger.Warn("push not stored: bus unavailable", "agency", src.agency.ID, "err", err)
@@ -470,6 +511,19 @@ const (
 // subject, each small enough for the bus: a batch that fits the push limit
 // but not the bus once labelled is split, never refused or lost.
 func (r *Router) encode(ctx context.Context, agency string, wr *prompb.WriteRequest) ([]*nats.Msg, error) {
+	return r.encodeWith(ctx, agency, wr, func() []byte { return nil })
+}
+
+// payload is a recycled message buffer, or nil.
+func (r *Router) payload() []byte {
+	if b, ok := r.payloads.Get().(*[]byte); ok {
+		return *b
+	}
+	return nil
+}
+
+// encodeWith is encode with the message buffers buf gives.
+func (r *Router) encodeWith(ctx context.Context, agency string, wr *prompb.WriteRequest, buf func() []byte) ([]*nats.Msg, error) {
 	enc := r.encoders.Get().(*bus.MetricsEncoder)
 	defer r.encoders.Put(enc)
 	limit := r.opts.Bus.MaxPayload() - payloadHeadroom
@@ -478,7 +532,7 @@ func (r *Router) encode(ctx context.Context, agency string, wr *prompb.WriteRequ
 	split = func(ts []prompb.TimeSeries) error {
 		sub := prompb.WriteRequest{Timeseries: ts}
 		if sub.Size() <= maxRawPerMsg {
-			data, err := enc.Encode(&sub)
+			data, err := enc.EncodeTo(buf(), &sub)
 			if err != nil {
 				return err
 			}

@@ -60,7 +60,7 @@ func BenchmarkAppendRequest(b *testing.B) {
 			b.Fatal(err)
 		}
 		app := cons.adb.db.Appender(context.Background())
-		if n := cons.appendRequest(app, &got, &sb); n != len(wr.Timeseries) {
+		if n := cons.adb.appendRequest(st, app, &got, &sb); n != len(wr.Timeseries) {
 			b.Fatalf("appended %d of %d", n, len(wr.Timeseries))
 		}
 		if err := app.Commit(); err != nil {

@@ -43,16 +43,14 @@ func TestSeriesCache(t *testing.T) {
 		require.NoError(t, cons.dec.Decode(data, &got))
 		app := cons.adb.db.Appender(context.Background())
 		var b labels.ScratchBuilder
-		n := cons.appendRequest(app, &got, &b)
+		n := cons.adb.appendRequest(st, app, &got, &b)
 		require.Equal(t, len(names), n)
 		require.NoError(t, app.Commit())
 	}
 	push(now, "a", "b")
-	require.Len(t, cons.refs, 2)
+	require.Equal(t, 2, cons.adb.refs.len())
 	push(now+1000, "a", "b") // by reference
-	for k := range cons.refs {
-		cons.refs[k] = 987654321 // as if the head had dropped the series
-	}
+	cons.adb.refs.each(func(k seriesKey) { cons.adb.refs.set(k, 987654321) }) // as if the head had dropped the series
 	push(now+2000, "b", "a")
 	push(now+3000, "zz_overwrites_the_buffer", "a")
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,6 +87,8 @@ type Store struct {
 
 	mu  sync.RWMutex
 	dbs map[string]*agencyDB
+
+	through throughSet
 }
 
 type agencyDB struct {
@@ -97,7 +100,14 @@ type agencyDB struct {
 	remote *remoteAgency
 	stop   context.CancelFunc
 	done   chan struct{}
-	closed bool
+	// refs is the series cache of every append path.
+	refs refCache
+	// appendMu keeps the TSDB open while an append in the request runs;
+	// degraded sends pushes through the consumer alone after such an
+	// append failed, until the consumer has caught up.
+	appendMu sync.RWMutex
+	degraded atomic.Bool
+	closed   bool
 }
 
 // New returns a store; call Apply to open the catalogue's agencies.
@@ -161,6 +171,11 @@ func (s *Store) openDB(a *catalogue.Agency) (*agencyDB, error) {
 	// megabytes per agency before the first series arrives.
 	opts.StripeSize = 1024
 	opts.WALCompression = compression.Snappy
+	// As in Mimir's ingesters: no isolation. A query may see part of a
+	// transaction being committed (one store batch, not one sender's
+	// request), and each series saves its isolation ring (about 60 bytes,
+	// docs/benchmarks.md) and every append the bookkeeping.
+	opts.IsolationDisabled = true
 	opts.OutOfOrderTimeWindow = s.opts.OutOfOrderWindow.Milliseconds()
 	dir := filepath.Join(s.opts.Dir, a.ID)
 	db, err := tsdb.Open(dir, slog.New(quietHandler{s.logger.Handler(), slog.LevelWarn}).With("agency", a.ID), nil, opts, nil)
@@ -198,7 +213,9 @@ func (s *Store) closeDB(adb *agencyDB) {
 	if adb.closed {
 		return
 	}
+	adb.appendMu.Lock()
 	adb.closed = true
+	adb.appendMu.Unlock()
 	if adb.stop != nil {
 		adb.stop()
 	}

@@ -249,6 +249,11 @@ func (n *Node) setupRouter(ctx context.Context, p *parts, as *actors) error {
 			_ = ms.Leave(lctx)
 		}})
 	}
+	if !n.split() && p.store != nil {
+		// One process: a push is decoded once and appended in its request
+		// once the bus has it (store.Append).
+		ro.Through = p.store
+	}
 	p.router = router.New(ro)
 	if err := p.router.EnsureConsumer(ctx); err != nil {
 		return err
