@@ -2,11 +2,9 @@ package bus
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"unsafe"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -29,21 +27,15 @@ type MetricsDecoder struct {
 	Keys []string
 }
 
-// Decode decompresses and decodes b into wr, reusing wr's slices.
+// Decode decompresses (zstd or snappy) and decodes b into wr, reusing
+// wr's slices.
 func (d *MetricsDecoder) Decode(b []byte, wr *prompb.WriteRequest) error {
-	n, err := snappy.DecodedLen(b)
+	raw, err := decompress(d.buf, b)
 	if err != nil {
-		return fmt.Errorf("snappy: %w", err)
+		return err
 	}
-	if n > MaxDecodedBatch {
-		return fmt.Errorf("batch of %d bytes decoded exceeds the limit of %d", n, MaxDecodedBatch)
-	}
-	if cap(d.buf) < n {
-		d.buf = make([]byte, n+n/4)
-	}
-	raw, err := snappy.Decode(d.buf[:cap(d.buf)], b)
-	if err != nil {
-		return fmt.Errorf("snappy: %w", err)
+	if cap(raw) > cap(d.buf) {
+		d.buf = raw[:0]
 	}
 	return d.DecodeRaw(raw, wr)
 }
@@ -251,9 +243,8 @@ func (e *MetricsEncoder) Encode(wr *prompb.WriteRequest) ([]byte, error) {
 	return e.EncodeTo(nil, wr)
 }
 
-// EncodeTo marshals and compresses wr into dst's storage when it is large
-// enough (a buffer the caller recycles once the publish is acknowledged),
-// else into a new slice.
+// EncodeTo marshals and compresses wr into dst's storage, grown if need
+// be (a buffer the caller recycles once the publish is acknowledged).
 func (e *MetricsEncoder) EncodeTo(dst []byte, wr *prompb.WriteRequest) ([]byte, error) {
 	n := wr.Size()
 	if cap(e.raw) < n {
@@ -263,8 +254,5 @@ func (e *MetricsEncoder) EncodeTo(dst []byte, wr *prompb.WriteRequest) ([]byte, 
 	if _, err := wr.MarshalToSizedBuffer(raw); err != nil {
 		return nil, err
 	}
-	if m := snappy.MaxEncodedLen(n); cap(dst) < m {
-		dst = make([]byte, m)
-	}
-	return snappy.Encode(dst[:cap(dst)], raw), nil
+	return compress(dst, raw), nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/golang/snappy"
+
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
@@ -49,7 +50,8 @@ func TestMetricsDecoderMatchesProtobuf(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, d.Decode(data, &got))
 		var ref prompb.WriteRequest
-		raw, _ := snappy.Decode(nil, data)
+		raw, err := decompress(nil, data)
+		require.NoError(t, err)
 		require.NoError(t, ref.Unmarshal(raw))
 		require.Len(t, got.Timeseries, len(ref.Timeseries))
 		for i := range ref.Timeseries {
@@ -132,4 +134,23 @@ func FuzzMetricsDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecompressBounds: batches are zstd on the bus and snappy as senders
+// send them, both decoded; a small frame that would decode to more than
+// MaxDecodedBatch is refused before it is decoded.
+func TestDecompressBounds(t *testing.T) {
+	wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: "m"}}, Samples: []prompb.Sample{{Value: 1, Timestamp: 2}}}}}
+	raw, err := wr.Marshal()
+	require.NoError(t, err)
+	var d MetricsDecoder
+	var got prompb.WriteRequest
+	for name, data := range map[string][]byte{"zstd": compress(nil, raw), "snappy": snappy.Encode(nil, raw)} {
+		require.NoError(t, d.Decode(data, &got), name)
+		require.Equal(t, "m", got.Timeseries[0].Labels[0].Value, name)
+	}
+	bomb := compress(nil, make([]byte, MaxDecodedBatch+1))
+	require.Less(t, len(bomb), 64<<10)
+	err = d.Decode(bomb, &got)
+	require.ErrorContains(t, err, "exceeds the limit")
 }

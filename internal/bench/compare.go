@@ -154,7 +154,7 @@ func runSystem(ctx context.Context, sys System, enc *Encoded, dir, profile strin
 		tokens        []string
 		appended      func() (float64, error)
 		countURL      string
-		countQuery    = `count({job="node"})`
+		countQuery    = `count(last_over_time({job="node"}[1h]))`
 		authorization string
 	)
 	switch sys.Name {
