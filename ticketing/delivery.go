@@ -169,15 +169,17 @@ type deliveryWorker struct {
 // runAgency delivers one agency's outbox entries: up to Lanes incidents at
 // once, each incident's entries one after the other, in order. An entry of
 // an incident already being delivered waits behind it without holding up
-// the others.
+// the others, and every entry held reports progress, so that JetStream
+// does not hand it out again while it waits (for a lane, the backend's
+// concurrency or its pacing).
 func (w *deliveryWorker) runAgency(ctx context.Context, agency string) {
 	k := newKeyed(w.o.Lanes, func(m jetstream.Msg) { w.deliver(ctx, m) })
-	defer k.wait()
+	done := make(chan struct{})
+	go func() { k.run(ctx); close(done) }()
+	defer func() { <-done }()
 	err := w.e.opts.Bus.Consume(ctx, deliverySpec(w.o, agency), w.o.Lanes, w.e.logger, func(ctx context.Context, batch []jetstream.Msg) {
 		for _, m := range batch {
-			if !k.dispatch(ctx, m.Headers().Get(headerIncident), m) {
-				return
-			}
+			k.add(m.Headers().Get(headerIncident), m)
 		}
 	})
 	if err != nil && ctx.Err() == nil {
@@ -185,59 +187,125 @@ func (w *deliveryWorker) runAgency(ctx context.Context, agency string) {
 	}
 }
 
-// keyed runs work for at most n keys at once, the items of one key one
-// after the other in the order they were dispatched.
+// keyed works on at most n keys at once, the items of one key one after the
+// other in the order they were added; keys take turns in the order they
+// became ready. The consumer's MaxAckPending bounds what it holds.
 type keyed struct {
-	run   func(jetstream.Msg)
-	slots chan struct{}
-	wg    sync.WaitGroup
+	n         int
+	work      func(jetstream.Msg)
+	heartbeat time.Duration // progress reports on held items
 
-	mu     sync.Mutex
-	queued map[string][]jetstream.Msg // a key present is being worked on
+	mu      sync.Mutex
+	wake    chan struct{}
+	queued  map[string][]jetstream.Msg // items not started, per key
+	running map[string]bool
+	ready   []string // keys with queued items and none running
+	held    map[jetstream.Msg]struct{}
 }
 
-func newKeyed(n int, run func(jetstream.Msg)) *keyed {
-	return &keyed{run: run, slots: make(chan struct{}, n), queued: map[string][]jetstream.Msg{}}
+func newKeyed(n int, work func(jetstream.Msg)) *keyed {
+	return &keyed{n: n, work: work, heartbeat: deliveryAckWait / 3, wake: make(chan struct{}, 1), queued: map[string][]jetstream.Msg{},
+		running: map[string]bool{}, held: map[jetstream.Msg]struct{}{}}
 }
 
-// dispatch queues m behind its key's work, or starts it once fewer than n
-// keys are being worked on. It returns false if ctx ended first.
-func (k *keyed) dispatch(ctx context.Context, key string, m jetstream.Msg) bool {
+// add queues m behind its key's items; it never blocks.
+func (k *keyed) add(key string, m jetstream.Msg) {
 	k.mu.Lock()
-	if q, busy := k.queued[key]; busy {
-		k.queued[key] = append(q, m)
-		k.mu.Unlock()
-		return true
+	k.held[m] = struct{}{}
+	if len(k.queued[key]) == 0 && !k.running[key] {
+		k.ready = append(k.ready, key)
 	}
+	k.queued[key] = append(k.queued[key], m)
 	k.mu.Unlock()
+	k.signal()
+}
+
+func (k *keyed) signal() {
 	select {
-	case k.slots <- struct{}{}:
-	case <-ctx.Done():
-		return false
+	case k.wake <- struct{}{}:
+	default:
 	}
-	k.mu.Lock()
-	k.queued[key] = nil
-	k.mu.Unlock()
-	k.wg.Go(func() {
-		defer func() { <-k.slots }()
-		for {
-			k.run(m)
-			k.mu.Lock()
-			q := k.queued[key]
-			if len(q) == 0 {
-				delete(k.queued, key)
-				k.mu.Unlock()
-				return
-			}
-			m, k.queued[key] = q[0], q[1:]
-			k.mu.Unlock()
-		}
-	})
-	return true
 }
 
-// wait returns once every started key's work is done.
-func (k *keyed) wait() { k.wg.Wait() }
+// next takes the first item of the next ready key, if any.
+func (k *keyed) next() (string, jetstream.Msg, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.ready) == 0 {
+		return "", nil, false
+	}
+	key := k.ready[0]
+	k.ready = k.ready[1:]
+	q := k.queued[key]
+	m := q[0]
+	if len(q) == 1 {
+		delete(k.queued, key)
+	} else {
+		k.queued[key] = q[1:]
+	}
+	k.running[key] = true
+	if len(k.ready) > 0 {
+		k.signal() // another worker may take the next key
+	}
+	return key, m, true
+}
+
+// finished ends an item: its key is ready again if more of it is queued.
+func (k *keyed) finished(key string, m jetstream.Msg) {
+	k.mu.Lock()
+	delete(k.held, m)
+	delete(k.running, key)
+	if len(k.queued[key]) > 0 {
+		k.ready = append(k.ready, key)
+	}
+	k.mu.Unlock()
+	k.signal()
+}
+
+// run starts items on n workers until ctx ends, and reports progress on
+// every held item each third of the outbox's ack wait.
+func (k *keyed) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range k.n {
+		wg.Go(func() {
+			for {
+				key, m, ok := k.next()
+				if !ok {
+					select {
+					case <-ctx.Done():
+						return
+					case <-k.wake:
+						continue
+					}
+				}
+				k.work(m)
+				k.finished(key, m)
+				if ctx.Err() != nil {
+					return
+				}
+			}
+		})
+	}
+	t := time.NewTicker(k.heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			k.mu.Lock()
+			held := make([]jetstream.Msg, 0, len(k.held))
+			for m := range k.held {
+				held = append(held, m)
+			}
+			k.mu.Unlock()
+			for _, m := range held {
+				_ = m.InProgress()
+			}
+		}
+	}
+}
 
 // headerIncident names the incident of an outbox entry.
 const headerIncident = "Samdrift-Incident"

@@ -65,6 +65,7 @@ func registerBench(app *kingpin.Application, cmds map[string]func(*slog.Logger) 
 	rounds := cmp.Flag("rounds", "Rounds of the steady shape (0: its default, 40).").Int()
 	repeat := cmp.Flag("repeat", "Runs of the whole sequence.").Default("1").Int()
 	dir := cmp.Flag("dir", "Work directory (default: a temporary one, removed afterwards).").String()
+	sdArgs := cmp.Flag("samdrift.arg", "An argument added to samdrift run's (repeatable), such as --samdrift.arg=--nats.sync-interval=0.").Strings()
 	profile := cmp.Flag("profile", "Write Samdrift's CPU and heap profiles of each run into this directory (go tool pprof them).").String()
 	cmds[cmp.FullCommand()] = func(*slog.Logger) int {
 		self, err := os.Executable()
@@ -112,7 +113,7 @@ func registerBench(app *kingpin.Application, cmds map[string]func(*slog.Logger) 
 			defer os.RemoveAll(wd)
 		}
 		res, err := bench.CompareIngest(context.Background(), bench.CompareOptions{
-			Systems: syss, Shapes: shs, Repeat: *repeat, Dir: wd, ProfileDir: *profile, Progress: os.Stdout,
+			Systems: syss, Shapes: shs, Repeat: *repeat, Dir: wd, ProfileDir: *profile, SamdriftArgs: *sdArgs, Progress: os.Stdout,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "samdrift bench compare:", err)

@@ -98,6 +98,8 @@ type CompareOptions struct {
 	// run and its heap profile once everything is stored (the count query
 	// is then left out, to keep it out of the CPU profile).
 	ProfileDir string
+	// SamdriftArgs are added to samdrift run's (--nats.sync-interval 0…).
+	SamdriftArgs []string
 	Progress io.Writer
 }
 
@@ -127,7 +129,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 				if o.ProfileDir != "" && sys.Name == "samdrift" {
 					prof = filepath.Join(o.ProfileDir, fmt.Sprintf("%s-%d", shape.Name, rep))
 				}
-				r, err := runSystem(ctx, sys, enc, dir, prof, logf)
+				r, err := runSystem(ctx, sys, enc, dir, prof, o.SamdriftArgs, logf)
 				if err != nil {
 					return nil, fmt.Errorf("%s, %s: %w", shape.Name, sys.Name, err)
 				}
@@ -138,7 +140,7 @@ func CompareIngest(ctx context.Context, o CompareOptions) ([]SystemResult, error
 	return out, nil
 }
 
-func runSystem(ctx context.Context, sys System, enc *Encoded, dir, profile string, logf func(string, ...any)) (SystemResult, error) {
+func runSystem(ctx context.Context, sys System, enc *Encoded, dir, profile string, extra []string, logf func(string, ...any)) (SystemResult, error) {
 	res := SystemResult{System: sys.Name, Shape: enc.Shape.Name, Series: enc.Shape.ActiveSeries()}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return res, err
@@ -168,6 +170,7 @@ func runSystem(ctx context.Context, sys System, enc *Encoded, dir, profile strin
 		if profile != "" {
 			args = append(args, "--debug.cpu-profile", profile+"-cpu.pprof", "--web.enable-pprof")
 		}
+		args = append(args, extra...)
 		ready, write, tokens = base+"/-/ready", base+"/api/v1/push", toks
 		appended = func() (float64, error) { return storedSamples(addr) }
 		countURL, authorization = base+"/prometheus/api/v1/query", "bench-ops-token"
