@@ -49,7 +49,7 @@ func TestSeriesCache(t *testing.T) {
 	}
 	push(now, "a", "b")
 	require.Equal(t, 2, cons.adb.refs.len())
-	push(now+1000, "a", "b") // by reference
+	push(now+1000, "a", "b")                                                  // by reference
 	cons.adb.refs.each(func(k seriesKey) { cons.adb.refs.set(k, 987654321) }) // as if the head had dropped the series
 	push(now+2000, "b", "a")
 	push(now+3000, "zz_overwrites_the_buffer", "a")

@@ -98,7 +98,7 @@ func deliverySpec(o DeliveryOptions, agency string) bus.ConsumerSpec {
 		Stream: bus.StreamOutbox, Durable: "deliver-" + o.Name + "-" + agency, Filter: bus.OutboxSubject(agency),
 		// Short, kept alive with progress reports while a delivery is being
 		// retried: after a crash, the entry in flight is redelivered soon.
-		AckWait:       deliveryAckWait,
+		AckWait: deliveryAckWait,
 		// Room for entries queued behind their incident's delivery
 		// besides one per lane.
 		MaxAckPending: 4 * o.Lanes,

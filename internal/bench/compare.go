@@ -90,17 +90,17 @@ func (r SystemResult) BytesPerSeries() float64 { return float64(r.PeakRSS) / flo
 
 // CompareOptions configure the side-by-side ingest comparison.
 type CompareOptions struct {
-	Systems  []System // Samdrift first; the others as available
-	Shapes   []Shape
-	Repeat   int // runs of the whole sequence, alternating the systems
-	Dir      string
+	Systems []System // Samdrift first; the others as available
+	Shapes  []Shape
+	Repeat  int // runs of the whole sequence, alternating the systems
+	Dir     string
 	// ProfileDir, if set, receives Samdrift's CPU profile of each shape's
 	// run and its heap profile once everything is stored (the count query
 	// is then left out, to keep it out of the CPU profile).
 	ProfileDir string
 	// SamdriftArgs are added to samdrift run's (--nats.sync-interval 0…).
 	SamdriftArgs []string
-	Progress io.Writer
+	Progress     io.Writer
 }
 
 // CompareIngest sends each shape's identical, pre-encoded load to every
