@@ -15,6 +15,12 @@ PROM3     := $(TOOLS)/prometheus3
 PROM3_VERSION := 3.16.0
 VM        := $(TOOLS)/victoria-metrics
 VM_VERSION := v1.151.0
+# Thanos, the scale-out engine of the engine-backed mode's test: v0.42.5,
+# pinned in tools/thanos with its own replace block; it needs Go 1.26.10 or
+# later (this build only fetches go1.27.3) and -tags slicelabels (without it
+# Receive panics on the first query).
+THANOS    := $(TOOLS)/thanos
+THANOS_VERSION := 0.42.5
 
 FUZZTIME  ?= 30s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -24,7 +30,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # detector only makes them slow).
 NORACE_PKGS := ./rules ./dashboards
 
-.PHONY: help build run test test-unit test-e2e test-faults test-isolation fuzz-short bench bench-compare bench-go fuzz golden fmt lint tidy-check clean
+.PHONY: help build run test test-unit test-e2e test-faults test-isolation fuzz-short bench bench-compare bench-go thanos test-thanos fuzz golden fmt lint tidy-check clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,6 +89,17 @@ $(PROM3): tools/prometheus3/go.mod tools/prometheus3/go.sum
 	@mkdir -p $(TOOLS)
 	cd tools/prometheus3 && $(GO) build -ldflags "-X github.com/prometheus/common/version.Version=$(PROM3_VERSION)" \
 	  -o ../../$(PROM3) github.com/prometheus/prometheus/cmd/prometheus
+
+thanos: $(THANOS) ## Build Thanos v0.42.5 from its Go module into bin/tools/thanos (about 3 minutes the first time).
+
+$(THANOS): tools/thanos/go.mod tools/thanos/go.sum
+	@echo "building Thanos $(THANOS_VERSION) from its Go module into $(THANOS) (downloads the go1.27.3 toolchain and compiles: a few minutes the first time)"
+	@mkdir -p $(TOOLS)
+	cd tools/thanos && GOTOOLCHAIN=go1.27.3 $(GO) build -tags slicelabels \
+	  -ldflags "-X github.com/prometheus/common/version.Version=$(THANOS_VERSION)" -o ../../$(THANOS) github.com/thanos-io/thanos/cmd/thanos
+
+test-thanos: build $(THANOS) ## The engine-backed whole-state test: 3 NATS, 3 Thanos receivers (replication 2), Thanos Query, Samdrift in 9 processes, 20 agencies, processes killed mid-stream.
+	SAMDRIFT_THANOS=$(CURDIR)/$(THANOS) $(GO) test -count=1 -timeout 15m -v -run '^TestThanos' ./internal/e2e/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|thanos_test.go:[0-9]+: [^ ]'
 
 $(VM):
 	@echo "building VictoriaMetrics $(VM_VERSION) single-node from its Go module into $(VM) (a few minutes the first time)"

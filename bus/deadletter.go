@@ -33,6 +33,7 @@ const (
 	StageStore     = "store"
 	StageTicketing = "ticketing"
 	StageDelivery  = "delivery"
+	StageExport    = "export"
 )
 
 // DeadLetterSubject is where an agency's dead letters of a stage go. The

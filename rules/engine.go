@@ -66,6 +66,10 @@ type Options struct {
 	Meter interface {
 		Add(agency, kind string, n float64)
 	}
+	// Owns, if set, says which agencies this process evaluates (rules
+	// processes share the agencies by consistent hashing); the others'
+	// managers stop. Apply again when the answer may have changed.
+	Owns func(agency string) bool
 }
 
 // Engine runs one Prometheus rule manager per agency.
@@ -160,7 +164,7 @@ func (e *Engine) Apply(c *catalogue.Catalogue) error {
 	var errs []error
 	want := map[string]*catalogue.Agency{}
 	for _, a := range c.Agencies {
-		if a.Phase.AcceptsData() {
+		if a.Phase.AcceptsData() && (e.opts.Owns == nil || e.opts.Owns(a.ID)) {
 			want[a.ID] = a
 		}
 	}
@@ -263,7 +267,7 @@ func (e *Engine) applyAgency(c *catalogue.Catalogue, a *catalogue.Agency) error 
 				NotifyFunc:      e.notifier(ar),
 				Context:         ctx,
 				AppendableV2:    app,
-				Queryable:       db,
+				Queryable:       e.queryable(a.ID, db),
 				Logger:          logger,
 				OutageTolerance: e.opts.OutageTolerance,
 				ForGracePeriod:  e.opts.ForGracePeriod,

@@ -51,6 +51,13 @@ type Options struct {
 	// TSDB from the engine, as Prometheus's remote_read with read_recent
 	// false.
 	RemoteRead *RemoteConfig
+	// Engine, if set, is where every agency's series are read, and nothing
+	// is consumed from the bus (engine mode). With EngineOutputs a local
+	// TSDB per agency keeps what this process writes itself (the rules'
+	// outputs, which their next evaluation reads at once) and reads merge
+	// it with the engine; without, no TSDB is opened.
+	Engine        *EngineConfig
+	EngineOutputs bool
 }
 
 // InstanceConsumerTTL is how long an instance's consumers outlive it.
@@ -87,6 +94,8 @@ type Store struct {
 
 	mu  sync.RWMutex
 	dbs map[string]*agencyDB
+	// engine holds, in engine mode, the catalogue's agencies' queryables.
+	engine map[string]engineQueryable
 
 	through throughSet
 }
@@ -138,6 +147,15 @@ func New(o Options) (*Store, error) {
 func (s *Store) Apply(c *catalogue.Catalogue) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opts.Engine != nil {
+		s.engine = map[string]engineQueryable{}
+		for _, a := range c.Agencies {
+			s.engine[a.ID] = newEngineQueryable(s.opts.Engine, a.ID)
+		}
+		if !s.opts.EngineOutputs {
+			return nil
+		}
+	}
 	want := map[string]*catalogue.Agency{}
 	for _, a := range c.Agencies {
 		want[a.ID] = a
@@ -187,7 +205,7 @@ func (s *Store) openDB(a *catalogue.Agency) (*agencyDB, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("agency %q: %w", a.ID, err)
 	}
-	if s.opts.Bus == nil {
+	if s.opts.Bus == nil || s.opts.Engine != nil {
 		close(adb.done)
 		return adb, nil
 	}
@@ -255,6 +273,16 @@ func (s *Store) DB(agency string) *tsdb.DB {
 func (s *Store) AgencyQueryable(agency string) storage.SampleAndChunkQueryable {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.opts.Engine != nil {
+		e, ok := s.engine[agency]
+		if !ok {
+			return nil
+		}
+		if adb := s.dbs[agency]; adb != nil {
+			return outputsQueryable{engine: e, local: adb.db}
+		}
+		return e
+	}
 	if adb := s.dbs[agency]; adb != nil {
 		return adb.q
 	}
@@ -264,6 +292,9 @@ func (s *Store) AgencyQueryable(agency string) storage.SampleAndChunkQueryable {
 // Usage returns each agency's active series and stored bytes (blocks, WAL
 // and chunks on disk), for metering.
 func (s *Store) Usage() (series, bytes map[string]float64) {
+	if s.opts.Engine != nil {
+		return s.engineUsage(), map[string]float64{}
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	series, bytes = map[string]float64{}, map[string]float64{}
@@ -308,9 +339,14 @@ func (s *Store) Drop(agency string) error {
 func (s *Store) Agencies() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ids := make([]string, 0, len(s.dbs))
+	ids := make([]string, 0, len(s.dbs)+len(s.engine))
 	for id := range s.dbs {
 		ids = append(ids, id)
+	}
+	for id := range s.engine {
+		if s.dbs[id] == nil {
+			ids = append(ids, id)
+		}
 	}
 	sort.Strings(ids)
 	return ids

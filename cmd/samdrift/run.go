@@ -45,6 +45,8 @@ type nodeFlags struct {
 	readTimeout      *time.Duration
 	maxConns         *int
 	cpuProfile       *string
+	engineURL        *string
+	engineTenant     *string
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -76,6 +78,8 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.rrURL = cmd.Flag("store.remote-read-url", "Answer queries for data older than the local TSDB from this remote-read endpoint, per agency; {agency} is replaced.").String()
 	f.tenantHeader = cmd.Flag("remote.tenant-header", `Header carrying the agency id as tenant on remote write and read ("-": none, for engines with the tenant in the URL).`).Default("X-Scope-OrgID").String()
 	f.remoteHeaders = cmd.Flag("remote.header", "Extra header NAME=VALUE on remote write and read (repeatable), for example Authorization.").StringMap()
+	f.engineURL = cmd.Flag("engine.url", "Read every agency's series from this scale-out engine's Prometheus API (Thanos Query, Mimir), the agency as tenant: no local replica (query, rules, run). Feed it with --remote-write.url.").String()
+	f.engineTenant = cmd.Flag("engine.tenant-header", `Header carrying the agency id as tenant on reads from --engine.url ("-": none; every read also carries the agency's matcher).`).Default("X-Scope-OrgID").String()
 	f.rwDeadline = cmd.Flag("remote-write.batch-send-deadline", "Longest wait to fill a remote-write batch.").Default("5s").Duration()
 	f.metricsAnon = cmd.Flag("web.metrics-anonymous", "Serve /metrics without credentials (it names every agency; by default it takes an ops or admin token).").Bool()
 	f.pprof = cmd.Flag("web.enable-pprof", "Serve Go profiles under /debug/pprof/ (for benchmarks and support).").Bool()
@@ -98,8 +102,15 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		TLSCertFile: *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
 		AuditLog: *f.auditLog, Instance: *f.instance, CollectorTTL: *f.collectorTTL,
 		RemoteWrite: f.remote(*f.rwURL), RemoteRead: f.remote(*f.rrURL), Pprof: *f.pprof, MetricsAnonymous: *f.metricsAnon,
-		ReadTimeout: *f.readTimeout, MaxConnections: *f.maxConns,
+		ReadTimeout: *f.readTimeout, MaxConnections: *f.maxConns, Engine: f.engine(),
 	}
+}
+
+func (f *nodeFlags) engine() *store.EngineConfig {
+	if *f.engineURL == "" {
+		return nil
+	}
+	return &store.EngineConfig{URL: *f.engineURL, TenantHeader: *f.engineTenant, Headers: *f.remoteHeaders}
 }
 
 // startCPUProfile profiles the process until the returned stop is called,

@@ -199,7 +199,14 @@ func (n *Node) setupStore(ctx context.Context, p *parts, as *actors) error {
 	if n.split() {
 		so.Instance, so.NoSampleMetering = n.cfg.Instance, true
 	}
-	if n.has("query") {
+	if n.cfg.Engine != nil {
+		// Engine mode: every read goes to the engine; rules keep their
+		// own outputs locally until the engine has them.
+		so.Engine, so.EngineOutputs, so.RemoteRead = n.cfg.Engine, n.has("rules"), nil
+	} else if n.has("query") && !n.split() {
+		// One process: the export tails each agency's WAL, as
+		// Prometheus's remote_write. (Several processes, or engine mode:
+		// the routers export from the bus.)
 		so.RemoteWrite = n.remoteWrite()
 	}
 	st, err := store.New(so)
@@ -232,6 +239,9 @@ func (n *Node) setupRouter(ctx context.Context, p *parts, as *actors) error {
 	}
 	logger := n.logger.With("component", "router")
 	ro := router.Options{Bus: p.bus, Catalogue: n.holder, Logger: logger, Registerer: n.reg, Tracer: p.tracer}
+	if n.cfg.Engine != nil {
+		ro.Meter = p.meter // no local store counts the samples
+	}
 	if n.split() {
 		ro.Meter = p.meter
 		// Routers share each agency's limits: every one enforces its share
@@ -249,7 +259,7 @@ func (n *Node) setupRouter(ctx context.Context, p *parts, as *actors) error {
 			_ = ms.Leave(lctx)
 		}})
 	}
-	if !n.split() && p.store != nil {
+	if !n.split() && p.store != nil && n.cfg.Engine == nil {
 		// One process: a push is decoded once and appended in its request
 		// once the bus has it (store.Append).
 		ro.Through = p.store
@@ -259,6 +269,16 @@ func (n *Node) setupRouter(ctx context.Context, p *parts, as *actors) error {
 		return err
 	}
 	as.add(actor{stage: stageRouter, name: "router", run: p.router.Run})
+	if rw := n.remoteWrite(); rw != nil && (n.split() || n.cfg.Engine != nil) {
+		// The engine is fed from the bus: every agency's routed batches
+		// and rule outputs, by whichever router takes them.
+		ex := store.NewExporter(store.ExporterOptions{Bus: p.bus, Remote: rw, Logger: logger.With("export", "engine"), Registerer: n.reg})
+		if err := ex.Apply(n.holder.Get()); err != nil {
+			return err
+		}
+		n.reloaders.add("export", ex.Apply)
+		as.add(actor{stage: stageRouter, name: "export", run: ex.Run})
+	}
 	return nil
 }
 
@@ -340,7 +360,7 @@ func (n *Node) setupCollector(ctx context.Context, p *parts, as *actors) error {
 }
 
 // setupRules starts one rule manager per agency.
-func (n *Node) setupRules(_ context.Context, p *parts, as *actors) error {
+func (n *Node) setupRules(ctx context.Context, p *parts, as *actors) error {
 	if !n.has("rules") {
 		return nil
 	}
@@ -348,8 +368,26 @@ func (n *Node) setupRules(_ context.Context, p *parts, as *actors) error {
 		Stores: p.store, Bus: p.bus, Engine: p.engine, Dir: filepath.Join(n.cfg.DataDir, "rules"), Meter: p.meter,
 		ExternalURL: p.externalURL, Logger: n.logger.With("component", "rules"), Registerer: n.reg, Tracer: p.tracer,
 	}
-	if n.split() {
+	if n.split() || n.cfg.Engine != nil {
+		// Outputs go on the bus: to the other processes' replicas, or to
+		// the engine through the routers' export.
 		ro.Publish = publishOutputs(p.bus)
+	}
+	if n.split() {
+		// Rules processes share the agencies by consistent hashing: when
+		// one dies, its agencies move to the others within the TTL.
+		ms, err := p.bus.NewMembership(ctx, bus.MembershipOptions{Kind: "rules", Self: n.cfg.Instance, TTL: n.cfg.CollectorTTL,
+			Logger: n.logger.With("component", "rules"), Registerer: n.reg})
+		if err != nil {
+			return err
+		}
+		ro.Owns = ms.Owns
+		as.add(actor{stage: stageRules, name: "rules-membership", run: ms.Run, after: func() {
+			lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ms.Leave(lctx)
+		}})
+		ms.OnChange(func() { n.reloaders.applyOne("rules", n.holder.Get()) })
 	}
 	p.ruler = rules.New(ro)
 	// Invalid agency rule files are logged and counted; they do not stop

@@ -67,6 +67,10 @@ type Config struct {
 	// RemoteRead answers queries for older data from it.
 	RemoteWrite *store.RemoteConfig
 	RemoteRead  *store.RemoteConfig
+	// Engine, if set, is where this process reads every agency's series
+	// (Thanos Query, Mimir): it keeps no replica of the agencies' data. The
+	// engine is fed by the routers' export (RemoteWrite).
+	Engine *store.EngineConfig
 	// Pprof serves Go's profiles under /debug/pprof/ (no tenant data; off
 	// by default).
 	Pprof bool
