@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,15 +99,18 @@ func (m *Membership) Owns(key string) bool {
 }
 
 // Owner is the member a key belongs to under rendezvous hashing: the one
-// with the highest hash of (member, key).
+// with the highest hash of (member, key). The hash is xxhash, whose every
+// input byte reaches every output bit: FNV-1a, used before, let names
+// that differ in one byte ("ru1", "ru2") rank the same way for most keys,
+// so that one member could own every agency.
 func Owner(members []string, key string) string {
 	var best string
 	var bestH uint64
 	for _, mb := range members {
-		h := fnv.New64a()
-		_, _ = h.Write([]byte(mb))
+		h := xxhash.New()
+		_, _ = h.WriteString(mb)
 		_, _ = h.Write([]byte{0})
-		_, _ = h.Write([]byte(key))
+		_, _ = h.WriteString(key)
 		if v := h.Sum64(); best == "" || v > bestH {
 			best, bestH = mb, v
 		}
