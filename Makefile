@@ -99,7 +99,9 @@ $(THANOS): tools/thanos/go.mod tools/thanos/go.sum
 	  -ldflags "-X github.com/prometheus/common/version.Version=$(THANOS_VERSION)" -o ../../$(THANOS) github.com/thanos-io/thanos/cmd/thanos
 
 test-thanos: build $(THANOS) ## The engine-backed whole-state test: 3 NATS, 3 Thanos receivers (replication 2), Thanos Query, Samdrift in 9 processes, 20 agencies, processes killed mid-stream.
-	SAMDRIFT_THANOS=$(CURDIR)/$(THANOS) $(GO) test -count=1 -timeout 15m -v -run '^TestThanos' ./internal/e2e/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|thanos_test.go:[0-9]+: [^ ]'
+	@SAMDRIFT_THANOS=$(CURDIR)/$(THANOS) $(GO) test -count=1 -timeout 15m -v -run '^TestThanos' ./internal/e2e/ > thanos-test.log 2>&1; rc=$$?; \
+	grep -E '^(=== RUN|--- |ok|FAIL|PASS)|thanos_test.go:[0-9]+: [^ ]' thanos-test.log; \
+	if [ $$rc != 0 ]; then grep -E -A 8 'Error Trace|panic:' thanos-test.log | head -200; echo "(the whole output: thanos-test.log)"; fi; exit $$rc
 
 $(VM):
 	@echo "building VictoriaMetrics $(VM_VERSION) single-node from its Go module into $(VM) (a few minutes the first time)"

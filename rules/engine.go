@@ -74,14 +74,15 @@ type Options struct {
 
 // Engine runs one Prometheus rule manager per agency.
 type Engine struct {
-	opts     Options
-	logger   *slog.Logger
-	tracer   trace.Tracer
-	metrics  *rules.Metrics
-	calendar *Calendar
-	parser   parser.Parser
-	failures *prometheus.CounterVec
-	sent     *prometheus.CounterVec
+	opts      Options
+	logger    *slog.Logger
+	tracer    trace.Tracer
+	metrics   *rules.Metrics
+	calendar  *Calendar
+	parser    parser.Parser
+	failures  *prometheus.CounterVec
+	sent      *prometheus.CounterVec
+	evaluated prometheus.Gauge
 
 	mu       sync.Mutex
 	agencies map[string]*agencyRules
@@ -151,7 +152,11 @@ func New(o Options) *Engine {
 			Help: "Alerts published on agency.<id>.alerts, by state.",
 		}, []string{"agency", "state"}),
 	}
-	reg.MustRegister(e.failures, e.sent)
+	e.evaluated = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "samdrift_rules_agencies",
+		Help: "Agencies whose rules this process evaluates (its share, where rules processes share them).",
+	})
+	reg.MustRegister(e.failures, e.sent, e.evaluated)
 	return e
 }
 
@@ -180,6 +185,7 @@ func (e *Engine) Apply(c *catalogue.Catalogue) error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	e.evaluated.Set(float64(len(ids)))
 	for _, id := range ids {
 		if err := e.applyAgency(c, want[id]); err != nil {
 			e.failures.WithLabelValues(id).Inc()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,12 @@ type EngineConfig struct {
 	// matcher: an engine that ignored the header would still answer each
 	// agency only its own series.
 	TenantHeader string
-	Headers      map[string]string
+	// TenantLabel is the label the engine adds to every series of a tenant
+	// (Thanos Receive: tenant_id; default none): removed from every answer,
+	// so that the engine's series and this process's own outputs are the
+	// same series, and agencies see Samdrift's labels only.
+	TenantLabel string
+	Headers     map[string]string
 	Timeout      time.Duration
 	// Client, if set, sends the requests (tests).
 	Client *http.Client
@@ -81,6 +87,14 @@ func (q *engineQuerier) selector(ms []*labels.Matcher) string {
 	for _, m := range ms {
 		if m.Name == tenancy.Label && !m.Matches(q.e.agency) {
 			return "" // asks for another agency: nothing
+		}
+		if tl := q.e.cfg.TenantLabel; tl != "" && m.Name == tl {
+			// The engine's tenant label is not one of the agency's: it reads
+			// as absent, as in the embedded store.
+			if !m.Matches("") {
+				return ""
+			}
+			continue
 		}
 		parts = append(parts, m.String())
 	}
@@ -167,6 +181,9 @@ func (q *engineQuerier) Select(ctx context.Context, sortSeries bool, hints *stor
 		if r.Metric[tenancy.Label] != q.e.agency {
 			continue // defence in depth: never another agency's series
 		}
+		if tl := q.e.cfg.TenantLabel; tl != "" {
+			delete(r.Metric, tl)
+		}
 		samples := make([]chunks.Sample, 0, len(r.Values))
 		for _, v := range r.Values {
 			t, f, err := parsePoint(v)
@@ -190,7 +207,7 @@ func (q *engineQuerier) Select(ctx context.Context, sortSeries bool, hints *stor
 
 func (q *engineQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
 	sel := q.selector(ms)
-	if sel == "" {
+	if sel == "" || (name == q.e.cfg.TenantLabel && name != "") {
 		return nil, nil, nil
 	}
 	var vals []string
@@ -205,6 +222,9 @@ func (q *engineQuerier) LabelNames(ctx context.Context, hints *storage.LabelHint
 	}
 	var names []string
 	annos, err := q.get(ctx, "/labels", q.labelParams(sel, hints), &names)
+	if tl := q.e.cfg.TenantLabel; tl != "" {
+		names = slices.DeleteFunc(names, func(n string) bool { return n == tl })
+	}
 	return names, annos, err
 }
 

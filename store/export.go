@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang/snappy"
@@ -42,6 +43,8 @@ type Exporter struct {
 	wg      sync.WaitGroup
 
 	sent, failed *prometheus.CounterVec
+	// endpoint is the index, in URL then Fallbacks, of the endpoint in use.
+	endpoint atomic.Int32
 }
 
 // ExporterOptions configure an exporter.
@@ -169,6 +172,9 @@ func (e *Exporter) export(ctx context.Context, agency string, m jetstream.Msg, l
 			return
 		}
 		e.failed.WithLabelValues(agency).Inc()
+		if status != http.StatusTooManyRequests {
+			e.next(agency, logger)
+		}
 		if attempt == 1 || attempt%20 == 0 {
 			logger.Warn("export to the engine failed; retrying in order", "attempt", attempt, "status", status, "err", err, "msg", msg)
 		}
@@ -183,8 +189,33 @@ func (e *Exporter) export(ctx context.Context, agency string, m jetstream.Msg, l
 	}
 }
 
+// endpoints are the engine's write endpoints, the one in use first.
+func (e *Exporter) endpoints() int { return 1 + len(e.o.Remote.Fallbacks) }
+
+// next moves to the following endpoint after a failure (every agency's
+// export, as the failure is the endpoint's).
+func (e *Exporter) next(agency string, logger *slog.Logger) {
+	n := int32(e.endpoints())
+	if n == 1 {
+		return
+	}
+	cur := e.endpoint.Load()
+	if e.endpoint.CompareAndSwap(cur, (cur+1)%n) {
+		logger.Warn("export endpoint failed; moving to the next", "endpoint", e.url(int(cur)), "next", e.url(int((cur+1)%n)))
+	}
+}
+
+func (e *Exporter) url(i int) string {
+	if i == 0 {
+		return e.o.Remote.URL
+	}
+	return e.o.Remote.Fallbacks[i-1]
+}
+
 func (e *Exporter) post(ctx context.Context, agency string, body []byte) (int, string, error) {
-	u, headers, _, err := e.o.Remote.clientFor(agency)
+	rc := *e.o.Remote
+	rc.URL = e.url(int(e.endpoint.Load()))
+	u, headers, _, err := rc.clientFor(agency)
 	if err != nil {
 		return 0, "", err
 	}

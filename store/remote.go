@@ -23,6 +23,10 @@ type RemoteConfig struct {
 	// URL of the remote-write or remote-read endpoint; "{agency}" is
 	// replaced by the agency id (VictoriaMetrics puts tenants in the path).
 	URL string
+	// Fallbacks are more endpoints of the same engine (the receivers of one
+	// Thanos hashring, say): the export moves to the next when one fails.
+	// The embedded store's remote write uses URL only.
+	Fallbacks []string
 	// TenantHeader carries the agency id as tenant (Mimir, Cortex, Thanos
 	// Receive: X-Scope-OrgID, Samdrift's default); "-" sends none.
 	TenantHeader string

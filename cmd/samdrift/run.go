@@ -35,7 +35,7 @@ type nodeFlags struct {
 	auditLog         *string
 	instance         *string
 	collectorTTL     *time.Duration
-	rwURL            *string
+	rwURL            *[]string
 	rrURL            *string
 	tenantHeader     *string
 	remoteHeaders    *map[string]string
@@ -47,6 +47,7 @@ type nodeFlags struct {
 	cpuProfile       *string
 	engineURL        *string
 	engineTenant     *string
+	engineLabel      *string
 }
 
 func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
@@ -74,11 +75,12 @@ func addNodeFlags(cmd *kingpin.CmdClause, defaultDataDir string) *nodeFlags {
 	f.pushMaxBody = cmd.Flag("push.max-body-bytes", "Largest push request body accepted, compressed or not (413 above).").Default("32MiB").Bytes()
 	f.instance = cmd.Flag("instance", "Name of this process among its peers (collector membership, store replica consumers); unique per process. Default: host name and components.").String()
 	f.collectorTTL = cmd.Flag("collector.ttl", "How long a collector that stopped heartbeating keeps its targets before the others take them.").Default("10s").Duration()
-	f.rwURL = cmd.Flag("remote-write.url", "Export every agency's samples to this remote-write endpoint of a scale-out engine (Mimir, Thanos Receive, VictoriaMetrics); {agency} in the URL is replaced by the agency id.").String()
+	f.rwURL = cmd.Flag("remote-write.url", "Export every agency's samples to this remote-write endpoint of a scale-out engine (Mimir, Thanos Receive, VictoriaMetrics); {agency} in the URL is replaced by the agency id. Repeat it for more endpoints of the same engine (the receivers of a Thanos hashring): the export moves to the next when one fails.").Strings()
 	f.rrURL = cmd.Flag("store.remote-read-url", "Answer queries for data older than the local TSDB from this remote-read endpoint, per agency; {agency} is replaced.").String()
 	f.tenantHeader = cmd.Flag("remote.tenant-header", `Header carrying the agency id as tenant on remote write and read ("-": none, for engines with the tenant in the URL).`).Default("X-Scope-OrgID").String()
 	f.remoteHeaders = cmd.Flag("remote.header", "Extra header NAME=VALUE on remote write and read (repeatable), for example Authorization.").StringMap()
 	f.engineURL = cmd.Flag("engine.url", "Read every agency's series from this scale-out engine's Prometheus API (Thanos Query, Mimir), the agency as tenant: no local replica (query, rules, run). Feed it with --remote-write.url.").String()
+	f.engineLabel = cmd.Flag("engine.tenant-label", `Label the engine adds to a tenant's series (Thanos Receive: tenant_id), removed from every answer ("": none).`).Default("tenant_id").String()
 	f.engineTenant = cmd.Flag("engine.tenant-header", `Header carrying the agency id as tenant on reads from --engine.url ("-": none; every read also carries the agency's matcher).`).Default("X-Scope-OrgID").String()
 	f.rwDeadline = cmd.Flag("remote-write.batch-send-deadline", "Longest wait to fill a remote-write batch.").Default("5s").Duration()
 	f.metricsAnon = cmd.Flag("web.metrics-anonymous", "Serve /metrics without credentials (it names every agency; by default it takes an ops or admin token).").Bool()
@@ -101,7 +103,7 @@ func (f *nodeFlags) config(file string, logger *slog.Logger) node.Config {
 		PushMaxBodyBytes: int64(*f.pushMaxBody), ExternalURL: *f.externalURL,
 		TLSCertFile: *f.tlsCert, TLSKeyFile: *f.tlsKey, ClientCAFile: *f.clientCA,
 		AuditLog: *f.auditLog, Instance: *f.instance, CollectorTTL: *f.collectorTTL,
-		RemoteWrite: f.remote(*f.rwURL), RemoteRead: f.remote(*f.rrURL), Pprof: *f.pprof, MetricsAnonymous: *f.metricsAnon,
+		RemoteWrite: f.remote(*f.rwURL...), RemoteRead: f.remote(*f.rrURL), Pprof: *f.pprof, MetricsAnonymous: *f.metricsAnon,
 		ReadTimeout: *f.readTimeout, MaxConnections: *f.maxConns, Engine: f.engine(),
 	}
 }
@@ -110,7 +112,7 @@ func (f *nodeFlags) engine() *store.EngineConfig {
 	if *f.engineURL == "" {
 		return nil
 	}
-	return &store.EngineConfig{URL: *f.engineURL, TenantHeader: *f.engineTenant, Headers: *f.remoteHeaders}
+	return &store.EngineConfig{URL: *f.engineURL, TenantHeader: *f.engineTenant, TenantLabel: *f.engineLabel, Headers: *f.remoteHeaders}
 }
 
 // startCPUProfile profiles the process until the returned stop is called,
@@ -130,11 +132,11 @@ func (f *nodeFlags) startCPUProfile() (func(), error) {
 	return func() { pprof.StopCPUProfile(); out.Close() }, nil
 }
 
-func (f *nodeFlags) remote(url string) *store.RemoteConfig {
-	if url == "" {
+func (f *nodeFlags) remote(urls ...string) *store.RemoteConfig {
+	if len(urls) == 0 || urls[0] == "" {
 		return nil
 	}
-	return &store.RemoteConfig{URL: url, TenantHeader: *f.tenantHeader, Headers: *f.remoteHeaders, BatchSendDeadline: *f.rwDeadline}
+	return &store.RemoteConfig{URL: urls[0], Fallbacks: urls[1:], TenantHeader: *f.tenantHeader, Headers: *f.remoteHeaders, BatchSendDeadline: *f.rwDeadline}
 }
 
 // registerComponents adds samdrift collector|router|rules|ticketing|query:
@@ -143,9 +145,9 @@ func registerComponents(app *kingpin.Application, cmds map[string]func(*slog.Log
 	help := map[string]string{
 		"collector": "Run the collector alone: scrapes and probes its share of the targets (consistent hashing over the live collectors) and receives pushes.",
 		"router":    "Run a router alone: routes ingested batches to their agency; replicas share the work.",
-		"rules":     "Run the rules alone: keeps a replica of the agencies' data, evaluates their rules and SLAs, publishes the outputs and alerts.",
+		"rules":     "Run the rules alone: evaluates the rules and SLAs of its share of the agencies (consistent hashing over the live rules processes) on a replica of their data or on the engine (--engine.url), publishes the outputs and alerts.",
 		"ticketing": "Run the incident engine alone: alerts to incidents, deliveries to Remedy and notifications; replicas share the work.",
-		"query":     "Run a query replica alone: keeps a replica of the agencies' data and serves the query API, console, reports and admin API.",
+		"query":     "Run a query replica alone: serves the query API, console, reports and admin API from a replica of the agencies' data or from the engine (--engine.url).",
 	}
 	for _, c := range node.Components {
 		var cmd *kingpin.CmdClause

@@ -21,6 +21,7 @@ import (
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/collector"
+	"github.com/samdrift/samdrift/internal/apptest"
 )
 
 // natsCluster starts a three-node NATS cluster with JetStream on loopback
@@ -381,4 +382,42 @@ agencies:
 	t.Logf("two collectors and two routers admitted %d samples in %.1fs against a limit allowing %.0f", acked.Load(), elapsed, allowed)
 	require.LessOrEqual(t, float64(acked.Load()), allowed*1.1, "the agency's rate holds across routers")
 	require.GreaterOrEqual(t, float64(acked.Load()), allowed*0.5, "and the agency gets its rate")
+}
+
+// rulesShares reads how many agencies each rules process evaluates.
+func rulesShares(t T, ps ...*proc) []float64 {
+	helper(t)
+	var out []float64
+	for _, p := range ps {
+		m, err := client(p.Addr, opsToken).Metrics()
+		require.NoError(t, err)
+		out = append(out, apptest.MetricSum(m, "samdrift_rules_agencies"))
+	}
+	return out
+}
+
+// TestRulesSharded: two rules processes share the agencies (rendezvous
+// hashing over the bus's membership, as the collectors do), and when one
+// dies the other takes all of them within the membership TTL.
+func TestRulesSharded(t *testing.T) {
+	t.Parallel()
+	_, natsURL := externalNATS(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "catalogue.yaml")
+	writeFile(t, cfg, thanosCatalogue(12, ""))
+	nf := []string{"--nats.url", natsURL, "--collector.ttl", "2s"}
+	ru1 := component(t, "rules", "ru1", cfg, nf)
+	ru2 := component(t, "rules", "ru2", cfg, nf)
+	var share []float64
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		share = rulesShares(c, ru1, ru2)
+		assert.Equal(c, 12.0, share[0]+share[1], "every agency evaluated once: %v", share)
+		assert.Positive(c, share[0], "ru1 has a share")
+		assert.Positive(c, share[1], "ru2 has a share")
+	}, 30*time.Second, 200*time.Millisecond)
+	t.Logf("ru1 evaluates %v agencies, ru2 %v", share[0], share[1])
+	ru1.Kill()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, []float64{12}, rulesShares(c, ru2))
+	}, 20*time.Second, 200*time.Millisecond, "ru1's agencies move to ru2 within the TTL")
 }

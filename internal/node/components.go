@@ -208,6 +208,9 @@ func (n *Node) setupStore(ctx context.Context, p *parts, as *actors) error {
 		// Prometheus's remote_write. (Several processes, or engine mode:
 		// the routers export from the bus.)
 		so.RemoteWrite = n.remoteWrite()
+		if so.RemoteWrite != nil && len(so.RemoteWrite.Fallbacks) > 0 {
+			return fmt.Errorf("several --remote-write.url endpoints need the export from the bus (--engine.url, or separate router processes); one process's remote write takes one")
+		}
 	}
 	st, err := store.New(so)
 	if err != nil {
