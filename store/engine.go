@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -116,12 +117,12 @@ func (q *engineQuerier) get(ctx context.Context, path string, params url.Values,
 	}
 	resp, err := q.e.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
+		return nil, engineError(fmt.Errorf("engine: %w", err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
 	if err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
+		return nil, engineError(fmt.Errorf("engine: %w", err))
 	}
 	var env struct {
 		Status    string          `json:"status"`
@@ -131,16 +132,26 @@ func (q *engineQuerier) get(ctx context.Context, path string, params url.Values,
 		Data      json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, fmt.Errorf("engine answered %s: %.200s", resp.Status, body)
+		return nil, engineError(fmt.Errorf("engine answered %s: %.200s", resp.Status, body))
 	}
 	if env.Status != "success" {
-		return nil, fmt.Errorf("engine: %s: %s", env.ErrorType, env.Error)
+		return nil, engineError(fmt.Errorf("engine: %s: %s", env.ErrorType, env.Error))
 	}
 	var annos annotations.Annotations
 	for _, w := range env.Warnings {
 		annos.Add(errors.New("engine: " + w))
 	}
 	return annos, json.Unmarshal(env.Data, data)
+}
+
+// engineError marks a failed engine read as a storage error: the query API
+// answers it 500 "internal" (the engine's fault, not the query's), as
+// Prometheus does for its own storage, never as an empty result.
+func engineError(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return promql.ErrStorage{Err: err}
 }
 
 func (q *engineQuerier) bounds(hints *storage.SelectHints) (int64, int64) {

@@ -43,6 +43,7 @@ type Exporter struct {
 	wg      sync.WaitGroup
 
 	sent, failed *prometheus.CounterVec
+	backlog, lag *prometheus.GaugeVec
 	// endpoint is the index, in URL then Fallbacks, of the endpoint in use.
 	endpoint atomic.Int32
 }
@@ -71,9 +72,15 @@ func NewExporter(o ExporterOptions) *Exporter {
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "samdrift_export_failures_total", Help: "Remote-write requests to the engine that failed (and were retried or dead-lettered), per agency.",
 		}, []string{"agency"}),
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "samdrift_export_backlog_messages", Help: "Batches on the bus not yet taken by the engine, per agency (as of the batch being exported).",
+		}, []string{"agency"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "samdrift_export_lag_seconds", Help: "Age of the batch being exported (how far the engine is behind the bus), per agency.",
+		}, []string{"agency"}),
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(e.sent, e.failed)
+		o.Registerer.MustRegister(e.sent, e.failed, e.backlog, e.lag)
 	}
 	return e
 }
@@ -158,8 +165,21 @@ func (e *Exporter) export(ctx context.Context, agency string, m jetstream.Msg, l
 		return
 	}
 	body := snappy.Encode(nil, raw)
+	md, _ := m.Metadata()
+	if md != nil {
+		e.backlog.WithLabelValues(agency).Set(float64(md.NumPending + 1))
+	}
+	defer func() {
+		if md != nil {
+			e.backlog.WithLabelValues(agency).Set(float64(md.NumPending))
+			e.lag.WithLabelValues(agency).Set(0)
+		}
+	}()
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		if md != nil {
+			e.lag.WithLabelValues(agency).Set(time.Since(md.Timestamp).Seconds())
+		}
 		status, msg, err := e.post(ctx, agency, body)
 		switch {
 		case err == nil && status/100 == 2:

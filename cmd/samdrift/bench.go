@@ -56,11 +56,12 @@ func registerBench(app *kingpin.Application, cmds map[string]func(*slog.Logger) 
 	registerAlertBenches(b, cmds)
 	registerScaleBench(b, cmds)
 
-	cmp := b.Command("compare", "Send the identical pre-encoded remote-write loads (steady and churn) to Samdrift, Prometheus 3, VictoriaMetrics and Debian's Prometheus 2 on this machine, one after the other, and print every figure and ratio.")
+	cmp := b.Command("compare", "Send the identical pre-encoded remote-write loads (steady and churn) to Samdrift, Prometheus 3, VictoriaMetrics and Debian's Prometheus 2 (and Thanos Receive with --systems …,thanos) on this machine, one after the other, and print every figure and ratio.")
 	systems := cmp.Flag("systems", "Systems to compare, in order (samdrift first).").Default("samdrift,prometheus3,victoriametrics,prometheus2").String()
 	prom3 := cmp.Flag("prometheus3", "Prometheus 3 binary (make bench builds bin/tools/prometheus3).").Default("bin/tools/prometheus3").String()
 	vm := cmp.Flag("victoriametrics", "VictoriaMetrics single-node binary (make bench builds bin/tools/victoria-metrics).").Default("bin/tools/victoria-metrics").String()
 	prom2 := cmp.Flag("prometheus2", "Prometheus 2 binary (Debian's package).").Default("prometheus").String()
+	thanos := cmp.Flag("thanos", "Thanos binary (make thanos builds bin/tools/thanos); the system \"thanos\" is one Receive ingesting alone, for sizing the engine-backed mode.").Default("bin/tools/thanos").String()
 	shapes := cmp.Flag("shapes", "Load shapes: steady, churn.").Default("steady,churn").String()
 	rounds := cmp.Flag("rounds", "Rounds of the steady shape (0: its default, 40).").Int()
 	repeat := cmp.Flag("repeat", "Runs of the whole sequence.").Default("1").Int()
@@ -73,7 +74,7 @@ func registerBench(app *kingpin.Application, cmds map[string]func(*slog.Logger) 
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		bins := map[string]string{"samdrift": self, "prometheus3": *prom3, "victoriametrics": *vm, "prometheus2": *prom2}
+		bins := map[string]string{"samdrift": self, "prometheus3": *prom3, "victoriametrics": *vm, "prometheus2": *prom2, "thanos": *thanos}
 		var syss []bench.System
 		for _, name := range strings.Split(*systems, ",") {
 			bin, ok := bins[name]

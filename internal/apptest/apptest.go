@@ -128,6 +128,7 @@ type Options struct {
 func StartProcess(ctx context.Context, name, bin string, o Options, args ...string) (*Process, error) {
 	p := &Process{Name: name, Logs: &Logs{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	dieWithParent(p.cmd)
 	var out io.Writer = p.Logs
 	var logFile *os.File
 	if o.LogFile != "" {

@@ -57,7 +57,7 @@ func storedSamples(addr string) (float64, error) {
 // A System is one store in the comparison: Samdrift or a peer a provider
 // would run instead.
 type System struct {
-	Name string // samdrift, prometheus3, victoriametrics, prometheus2
+	Name string // samdrift, prometheus3, victoriametrics, prometheus2, thanos
 	Bin  string
 }
 
@@ -186,6 +186,30 @@ func runSystem(ctx context.Context, sys System, enc *Encoded, dir, profile strin
 			return pageSum(base+"/metrics", "prometheus_tsdb_head_samples_appended_total")
 		}
 		countURL = base + "/api/v1/query"
+	case "thanos":
+		// One Thanos Receive, ingesting alone (no hashring, replication 1):
+		// a hashring with replication 2 does this work twice. Each agency
+		// is its own tenant, as in the engine-backed mode.
+		grpc, err := apptest.FreeAddr()
+		if err != nil {
+			return res, err
+		}
+		rw, err := apptest.FreeAddr()
+		if err != nil {
+			return res, err
+		}
+		cp, err := apptest.FreeAddr()
+		if err != nil {
+			return res, err
+		}
+		args = []string{"receive", "--tsdb.path=" + filepath.Join(dir, "data"), "--http-address=" + addr, "--grpc-address=" + grpc,
+			"--remote-write.address=" + rw, "--receive.capnproto-address=" + cp, "--receive.local-endpoint=" + grpc,
+			`--receive.hashrings=[{"endpoints": ["` + grpc + `"]}]`, `--label=receive_replica="r1"`, "--receive.tenant-header=Authorization", "--log.level=warn"}
+		ready, write = base+"/-/ready", "http://"+rw+"/api/v1/receive"
+		appended = func() (float64, error) {
+			return pageSum(base+"/metrics", "prometheus_tsdb_head_samples_appended_total")
+		}
+		_, tokens = Catalogue(enc.Shape.Agencies, "")
 	case "victoriametrics":
 		args = []string{"-storageDataPath=" + filepath.Join(dir, "data"), "-httpListenAddr=" + addr, "-retentionPeriod=1", "-loggerLevel=WARN",
 			"-search.latencyOffset=0s"}
@@ -224,6 +248,8 @@ func runSystem(ctx context.Context, sys System, enc *Encoded, dir, profile strin
 			return res, err
 		}
 		logf("    profiles: %s-cpu.pprof (at exit), %s-heap.pprof\n", profile, profile)
+	} else if countURL == "" {
+		logf("    (no query API in this process: series not counted)\n")
 	} else if res.Queryable, err = countSeries(countURL, authorization, countQuery); err != nil {
 		logf("    count query: %v\n", err)
 	}

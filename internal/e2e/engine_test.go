@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +17,25 @@ import (
 )
 
 // startPromEngine starts Debian's Prometheus as a remote-write receiver, the
-// simplest scale-out "engine" (no tenancy of its own), and returns its
-// address.
-func startPromEngine(t *testing.T, dir string) string {
+// simplest scale-out "engine" (no tenancy of its own), on addr; it returns
+// the process, to stop and start again.
+func startPromEngine(t *testing.T, dir, addr string) *apptest.Process {
 	t.Helper()
-	peer(t, "prometheus")
-	addr := freeAddr(t)
+	bin := peer(t, "prometheus")
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), "global: {}\n")
-	startPeer(t, "prometheus", "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "prom"),
+	p, err := apptest.StartProcess(context.Background(), "prometheus", bin, apptest.Options{Ready: "http://" + addr + "/-/ready"},
+		"--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "prom"),
 		"--web.listen-address="+addr, "--web.enable-remote-write-receiver")
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 200*time.Millisecond)
-	return addr
+	if p != nil {
+		t.Cleanup(func() {
+			p.Kill()
+			if t.Failed() {
+				t.Logf("prometheus logs:\n%s", p.Logs.String())
+			}
+		})
+	}
+	require.NoError(t, err)
+	return p
 }
 
 // TestEngineBackedRun: with --engine.url Samdrift reads every agency's
@@ -43,7 +47,8 @@ func startPromEngine(t *testing.T, dir string) string {
 func TestEngineBackedRun(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	engine := startPromEngine(t, dir)
+	engine := freeAddr(t)
+	prom := startPromEngine(t, dir, engine)
 	rules := filepath.Join(dir, "alpha-rules.yml")
 	writeFile(t, rules, "groups:\n  - name: alpha\n    interval: 1s\n    rules:\n      - record: alpha:engine_pushed:sum\n        expr: sum(engine_pushed)\n")
 	cfg := filepath.Join(dir, "catalogue.yaml")
@@ -92,4 +97,41 @@ func TestEngineBackedRun(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, apptest.MetricSum(m, "samdrift_store_appended_samples_total"), "no sample appended locally")
 	require.GreaterOrEqual(t, apptest.MetricSum(m, "samdrift_export_samples_total"), 2.0)
+
+	// The engine goes down: queries fail clearly (never an empty
+	// success), intake and incidents go on, and the export's backlog is
+	// on the bus, measured; when the engine is back it drains in order.
+	require.NoError(t, prom.Stop(30*time.Second))
+	code, pr := api(t, addr, alphaToken, "/query", url.Values{"query": {"engine_pushed"}})
+	require.Equal(t, http.StatusInternalServerError, code, "a read the engine cannot answer is the storage's error, not the query's: %s", pr.Error)
+	require.Equal(t, "error", pr.Status)
+	require.Contains(t, pr.Error, "engine")
+	t.Logf("with the engine down a query answers %d: %s", code, pr.Error)
+	const during = 20
+	for i := range during {
+		require.Equal(t, 204, pushRW(t, addr, alphaToken, ts(now.Add(time.Duration(i+1)*10*time.Millisecond), float64(100+i), "__name__", "engine_pushed", "host", "a")).code,
+			"intake goes on with the engine down")
+	}
+	require.Equal(t, 200, postAlerts(t, addr, alphaToken, webhook("firing", now, map[string]string{"alertname": "EngineDown", "service": "web", "severity": "critical"})).code)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, incs := incidents(c, addr, alphaToken, "")
+		assert.Len(c, incs, 1, "incidents go on with the engine down")
+	}, 30*time.Second, 250*time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := client(addr, opsToken).Metrics()
+		require.NoError(c, err)
+		assert.Positive(c, apptest.MetricSum(m, `samdrift_export_backlog_messages{agency="alpha"}`), "the backlog is measured")
+		assert.Positive(c, apptest.MetricSum(m, `samdrift_export_lag_seconds{agency="alpha"}`))
+	}, 30*time.Second, 250*time.Millisecond)
+
+	prom = startPromEngine(t, dir, engine)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got := query(c, addr, alphaToken, `count_over_time(engine_pushed[1h])`)
+		if assert.Len(c, got, 1) {
+			assert.Equal(c, strconv.Itoa(1+during), got[0].Value[1], "the backlog drained into the engine")
+		}
+		m, err := client(addr, opsToken).Metrics()
+		require.NoError(c, err)
+		assert.Zero(c, apptest.MetricSum(m, `samdrift_export_backlog_messages{agency="alpha"}`))
+	}, 90*time.Second, 500*time.Millisecond)
 }
