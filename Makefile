@@ -49,6 +49,7 @@ test: test-unit test-e2e ## Run every test: unit (with -race) and end-to-end aga
 test-unit: ## Unit and integration tests (race detector on the concurrent packages).
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /internal/e2e$$ $(foreach p,$(NORACE_PKGS),-e '$(subst ./,/,$(p))$$'))
 	$(GO) test -count=1 $(NORACE_PKGS)
+	$(GO) test -count=1 -run 'Allocations' ./bus
 
 test-e2e: ## End-to-end tests: the real binary, real Prometheus/Alertmanager/NATS/Chromium where installed, in parallel.
 	$(GO) test -count=1 -parallel 8 -timeout 20m ./internal/e2e/...

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -43,7 +44,7 @@ type EngineConfig struct {
 	// same series, and agencies see Samdrift's labels only.
 	TenantLabel string
 	Headers     map[string]string
-	Timeout      time.Duration
+	Timeout     time.Duration
 	// Client, if set, sends the requests (tests).
 	Client *http.Client
 }
@@ -332,7 +333,7 @@ func (s *Store) engineUsage() map[string]float64 {
 				Value [2]any `json:"value"`
 			} `json:"result"`
 		}
-		_, err := q.get(ctx, "/query", url.Values{"query": {fmt.Sprintf("count(%s)", q.selector([]*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+")}))}}, &data)
+		_, err := q.get(ctx, "/query", url.Values{"query": {fmt.Sprintf("count(%s)", q.selector([]*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, ".+")}))}}, &data)
 		cancel()
 		if err != nil {
 			s.logger.Warn("series count from the engine", "agency", id, "err", err)

@@ -124,7 +124,7 @@ func TestEngineBackedRun(t *testing.T) {
 		assert.Positive(c, apptest.MetricSum(m, `samdrift_export_lag_seconds{agency="alpha"}`))
 	}, 30*time.Second, 250*time.Millisecond)
 
-	prom = startPromEngine(t, dir, engine)
+	startPromEngine(t, dir, engine)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		got := query(c, addr, alphaToken, `count_over_time(engine_pushed[1h])`)
 		if assert.Len(c, got, 1) {
