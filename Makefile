@@ -35,10 +35,12 @@ NORACE_PKGS := ./rules ./dashboards
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build bin/samdrift (a first build on a fresh machine downloads and compiles the dependencies: about 5 minutes on two cores).
-	@if [ ! -x $(BIN) ]; then echo "building $(BIN): the first build downloads and compiles about 600 packages (a few minutes on two cores; later builds take seconds)"; fi
+build: ## Build bin/samdrift (a first build on a fresh machine downloads and compiles the dependencies: 6-7 minutes on two cores).
+	@if [ ! -x $(BIN) ]; then echo "building $(BIN) with $$($(GO) env GOVERSION): the first build downloads the modules it needs and compiles about 600 packages (6-7 minutes on two cores; later builds take seconds)"; fi
 	@set -o pipefail; $(GO) build -v -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/samdrift 2>&1 | \
-	  awk '/^[A-Za-z0-9._~\/-]+$$/ {n++; if (n % 100 == 0) printf "  %d packages compiled\n", n; next} {print} END {if (n >= 100) printf "  %d packages compiled\n", n}'
+	  awk '/^go: downloading / {d++; if (d % 25 == 1) printf "  downloading modules (%d so far)\n", d; fflush(); next} \
+	       /^[A-Za-z0-9._~\/-]+$$/ {n++; if (n % 100 == 0) {printf "  %d packages compiled\n", n; fflush()}; next} {print} \
+	       END {if (d > 0) printf "  %d modules downloaded\n", d; if (n >= 100) printf "  %d packages compiled\n", n}'
 	@echo "built $(BIN)"
 
 run: build ## Run the demo (embedded NATS, simulated agencies) on http://127.0.0.1:9470/.

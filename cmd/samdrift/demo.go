@@ -76,6 +76,19 @@ func registerDemo(app *kingpin.Application, cmds map[string]func(*slog.Logger) i
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		// A month and a half of history, so that the wall, the portals and
+		// last month's report have figures at once (only into agencies
+		// whose data directory is still empty).
+		t0 := time.Now()
+		st, err := demo.Backfill(context.Background(), cat, demo.NewHistory(cat, t0), filepath.Join(*f.dataDir, "tsdb"), logger)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "samdrift demo: backfilling the demo's history:", err)
+			return 1
+		}
+		if st.Agencies > 0 {
+			fmt.Printf("backfilled the demo's history since %s for %d agencies (%d series, %d samples) in %s\n",
+				demo.NewHistory(cat, t0).From.Format("2006-01-02"), st.Agencies, st.Series, st.Samples, time.Since(t0).Round(10*time.Millisecond))
+		}
 		sim := demo.New(cat, nil)
 		cfg.Mount = map[string]http.Handler{demo.PathPrefix: sim}
 		cfg.Started = func(addr string) {

@@ -34,7 +34,7 @@ func pct(v any) string {
 func sparkline(points []float64, objective float64) template.HTML {
 	const w, h = 160.0, 32.0
 	if len(points) < 2 {
-		return template.HTML(`<svg class="spark" width="160" height="32" role="img" aria-label="no data"><text x="4" y="20" font-size="11">no data</text></svg>`)
+		return template.HTML(`<svg class="spark" width="160" height="32" viewBox="0 0 160 32" role="img" aria-label="no data"><text x="4" y="20" font-size="11">no data</text></svg>`)
 	}
 	lo := 0.9
 	for _, p := range points {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/samdrift/samdrift/dashboards/report"
 )
 
 // artifacts is where browser screenshots are kept (CI can publish them).
@@ -135,4 +138,91 @@ func TestConsoleInBrowser(t *testing.T) {
 	for _, u := range requests() {
 		require.True(t, strings.HasPrefix(u, base) || strings.HasPrefix(u, "data:"), "request outside Samdrift: %s", u)
 	}
+}
+
+// TestDemoAliveAtOnce: `samdrift demo` on a fresh data directory backfills
+// its history before it serves, so that within 60 s of the start every
+// service on the NOC wall has its month figure and a 24-hour sparkline
+// (no "no data" anywhere), last month's report has figures for every
+// service, and the wall fits a 1920×1080 wall screen without horizontal
+// scrolling (three columns) and a laptop screen (one column), in Chromium.
+func TestDemoAliveAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx, _ := browser(t)
+	addr := freeAddr(t)
+	began := time.Now()
+	p := start(t, addr, "demo", "--data-dir", filepath.Join(t.TempDir(), "demo"))
+	require.Contains(t, p.Logs.String(), "backfilled the demo's history")
+	base := "http://" + addr
+	shots := artifacts(t)
+
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(base+"/login"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), "ops-demo-token"),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.CSS("section[data-agency]")),
+	))
+	type wall struct {
+		Rows, Figures, NoData, Sparks int
+		ScrollWidth, Width            int
+		Columns                       int
+	}
+	read := func() (wall, error) {
+		return chromedp.Run(ctx, chromedp.Evaluate[wall](`(() => {
+			const rows = [...document.querySelectorAll("tr[data-service]")];
+			const lefts = new Set([...document.querySelectorAll("section[data-agency]")].map(s => Math.round(s.getBoundingClientRect().left)));
+			return {
+				Rows: rows.length,
+				Figures: rows.filter(r => /[0-9] %/.test(r.children[1].textContent)).length,
+				NoData: rows.filter(r => r.textContent.includes("no data") || r.querySelector('svg[aria-label="no data"]')).length,
+				Sparks: rows.filter(r => r.querySelector("svg.spark path.line")).length,
+				ScrollWidth: document.documentElement.scrollWidth, Width: window.innerWidth,
+				Columns: lefts.size,
+			};
+		})()`))
+	}
+	var w wall
+	for {
+		require.NoError(t, chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("section[data-agency]"))))
+		var err error
+		w, err = read()
+		require.NoError(t, err)
+		if w.Rows > 0 && w.Figures == w.Rows && w.NoData == 0 && w.Sparks == w.Rows {
+			break
+		}
+		require.Less(t, time.Since(began), 60*time.Second, "60 s after the start the wall still has services without figures: %+v", w)
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("every one of %d services has its month figure and sparkline %s after the start", w.Rows, time.Since(began).Round(100*time.Millisecond))
+	require.LessOrEqual(t, w.ScrollWidth, w.Width, "no horizontal scroll at 1920×1080")
+	require.Equal(t, 3, w.Columns, "three columns on the wall screen")
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(shots, "noc-wall-1920.png"), png, 0o644))
+
+	// A laptop: one column, no horizontal scroll either.
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(800, 900), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("section[data-agency]"))))
+	w, err = read()
+	require.NoError(t, err)
+	require.LessOrEqual(t, w.ScrollWidth, w.Width, "no horizontal scroll on a laptop")
+	require.Equal(t, 1, w.Columns, "one column on a laptop")
+
+	// Last month's report has a figure for every service with an SLA.
+	month := time.Now().In(mustLoc(t, "Europe/Stockholm")).AddDate(0, 0, -time.Now().In(mustLoc(t, "Europe/Stockholm")).Day()).Format("2006-01")
+	for _, a := range []string{"bo", "tullverket", "digg"} {
+		r, err := client(addr, a+"-demo-token").Get("/api/v1/reports/sla?month=" + month)
+		require.NoError(t, err)
+		require.Equal(t, 200, r.Status, r.Body)
+		var env struct{ Data report.SLA }
+		require.NoError(t, json.Unmarshal([]byte(r.Body), &env), r.Body)
+		rep := env.Data
+		require.NotEmpty(t, rep.Services, a)
+		for _, s := range rep.Services {
+			require.True(t, s.HasData, "%s/%s has last month's figure", a, s.Service)
+		}
+	}
+	repDir := t.TempDir()
+	out := cli(t, 0, "report", "sla", "--url", base, "--token", "admin-demo-token", "--agency", "bo", "--month", month, "--out", repDir, "--pdf", "never")
+	require.Contains(t, out, month)
 }
