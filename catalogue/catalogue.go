@@ -1,7 +1,13 @@
 package catalogue
 
 import (
+	"fmt"
 	"time"
+
+	promcfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"gopkg.in/yaml.v3"
 )
 
 // Phase is an agency's lifecycle phase.
@@ -189,7 +195,10 @@ type SLA struct {
 	For          Duration `yaml:"for"`
 }
 
-// Scrape is one set of scrape targets of a service.
+// Scrape is one set of scrape targets of a service. Its fields are
+// Prometheus's scrape_config fields of the same names, checked by
+// Prometheus's own config types; honor_labels is not among them (the
+// agency label is the provider's), and secrets come from files only.
 type Scrape struct {
 	JobName        string   `yaml:"job_name"`
 	Targets        []string `yaml:"targets"`
@@ -197,6 +206,90 @@ type Scrape struct {
 	Scheme         string   `yaml:"scheme"`
 	ScrapeInterval Duration `yaml:"scrape_interval"`
 	ScrapeTimeout  Duration `yaml:"scrape_timeout"`
+	// ScrapeProtocols are the formats asked for, in order (default: the
+	// text formats, then protobuf); FallbackScrapeProtocol parses a body
+	// whose Content-Type is none of them (an exporter answering
+	// application/octet-stream or text/html), as in Prometheus 3.
+	ScrapeProtocols        []string `yaml:"scrape_protocols"`
+	FallbackScrapeProtocol string   `yaml:"fallback_scrape_protocol"`
+	// ScrapeNativeHistograms asks for native histograms (protobuf).
+	ScrapeNativeHistograms *bool                  `yaml:"scrape_native_histograms"`
+	Params                 map[string][]string    `yaml:"params"`
+	SampleLimit            uint                   `yaml:"sample_limit"`
+	LabelLimit             uint                   `yaml:"label_limit"`
+	TLSConfig              *TLSConfig             `yaml:"tls_config"`
+	Authorization          *promcfg.Authorization `yaml:"authorization"`
+	BasicAuth              *promcfg.BasicAuth     `yaml:"basic_auth"`
+	MetricRelabelConfigs   []*RelabelConfig       `yaml:"metric_relabel_configs"`
+}
+
+// TLSConfig is Prometheus's tls_config; its errors carry their line.
+type TLSConfig struct {
+	promcfg.TLSConfig `yaml:",inline"`
+}
+
+// UnmarshalYAML decodes with Prometheus's own checks.
+func (c *TLSConfig) UnmarshalYAML(n *yaml.Node) error {
+	if err := n.Decode(&c.TLSConfig); err != nil {
+		return fmt.Errorf("line %d: tls_config: %w", n.Line, err)
+	}
+	return nil
+}
+
+// MarshalYAML writes Prometheus's form.
+func (c TLSConfig) MarshalYAML() (any, error) { return &c.TLSConfig, nil }
+
+// RelabelConfig is Prometheus's relabel_config; its errors carry their line.
+type RelabelConfig struct {
+	relabel.Config `yaml:",inline"`
+}
+
+// UnmarshalYAML decodes with Prometheus's own defaults and checks.
+func (r *RelabelConfig) UnmarshalYAML(n *yaml.Node) error {
+	if err := n.Decode(&r.Config); err != nil {
+		return fmt.Errorf("line %d: metric_relabel_configs: %w", n.Line, err)
+	}
+	return nil
+}
+
+// MarshalYAML writes Prometheus's form.
+func (r RelabelConfig) MarshalYAML() (any, error) { return &r.Config, nil }
+
+// DefaultScrapeProtocols: text formats first; protobuf for targets that
+// speak only that.
+var DefaultScrapeProtocols = []string{"OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0", "PrometheusText0.0.4", "PrometheusProto"}
+
+// PrometheusConfig is the entry as a Prometheus scrape_config, for
+// Prometheus's config loader: job is the scrape pool's name.
+func (c *Catalogue) PrometheusConfig(s Scrape, job string) map[string]any {
+	m := map[string]any{
+		"job_name":         job,
+		"scrape_interval":  model.Duration(c.ScrapeInterval(s)).String(),
+		"scrape_timeout":   model.Duration(c.ScrapeTimeout(s)).String(),
+		"scrape_protocols": DefaultScrapeProtocols,
+		"honor_labels":     false,
+		"honor_timestamps": true,
+	}
+	if len(s.ScrapeProtocols) > 0 {
+		m["scrape_protocols"] = s.ScrapeProtocols
+	}
+	set := func(k string, v any, ok bool) {
+		if ok {
+			m[k] = v
+		}
+	}
+	set("metrics_path", s.MetricsPath, s.MetricsPath != "")
+	set("scheme", s.Scheme, s.Scheme != "")
+	set("fallback_scrape_protocol", s.FallbackScrapeProtocol, s.FallbackScrapeProtocol != "")
+	set("scrape_native_histograms", s.ScrapeNativeHistograms, s.ScrapeNativeHistograms != nil)
+	set("params", s.Params, len(s.Params) > 0)
+	set("sample_limit", s.SampleLimit, s.SampleLimit > 0)
+	set("label_limit", s.LabelLimit, s.LabelLimit > 0)
+	set("tls_config", s.TLSConfig, s.TLSConfig != nil)
+	set("authorization", s.Authorization, s.Authorization != nil)
+	set("basic_auth", s.BasicAuth, s.BasicAuth != nil)
+	set("metric_relabel_configs", s.MetricRelabelConfigs, len(s.MetricRelabelConfigs) > 0)
+	return m
 }
 
 // Probe is one availability probe of a service (HTTP, TCP or DNS).

@@ -154,3 +154,55 @@ func TestAuthenticate(t *testing.T) {
 	_, ok = c.Authenticate(HashToken("alpha-secret"))
 	require.False(t, ok, "the hash itself must not authenticate")
 }
+
+// TestScrapeConfigFields: Prometheus's own config types check a scrape
+// entry's scrape_config fields, each problem reported as file:line;
+// honor_labels is refused, and secrets must come from files.
+func TestScrapeConfigFields(t *testing.T) {
+	good := `provider: {name: P}
+agencies:
+  - id: alpha
+    name: A
+    phase: run
+    services:
+      - id: web
+        name: W
+        tier: low
+        scrape:
+          - targets: ["127.0.0.1:9100"]
+            fallback_scrape_protocol: PrometheusText0.0.4
+            scrape_protocols: [PrometheusProto, PrometheusText0.0.4]
+            scrape_native_histograms: true
+            scheme: https
+            tls_config: {ca_file: ca.pem, server_name: node.example}
+            authorization: {credentials_file: token}
+            params: {module: [http_2xx]}
+            sample_limit: 5000
+            label_limit: 30
+            metric_relabel_configs:
+              - {source_labels: [__name__], regex: "go_.*", action: drop}
+`
+	c, err := Parse([]byte(good), "/etc/samdrift/catalogue.yaml")
+	require.NoError(t, err)
+	sc := c.Agencies[0].Services[0].Scrape[0]
+	require.Equal(t, "/etc/samdrift/ca.pem", sc.TLSConfig.CAFile, "files are relative to the catalogue")
+	require.Equal(t, "/etc/samdrift/token", sc.Authorization.CredentialsFile)
+
+	base := good[:strings.Index(good, "            fallback_scrape_protocol")]
+	for _, tc := range []struct{ field, want string }{
+		{"fallback_scrape_protocol: Bogus", "Bogus"},
+		{"scrape_protocols: [PrometheusText0.0.4, NotAProtocol]", "NotAProtocol"},
+		{"metric_relabel_configs: [{action: explode}]", "explode"},
+		{"metric_relabel_configs: [{source_labels: [a], regex: '(', action: drop}]", "regex"},
+		{"honor_labels: true", `unknown field "honor_labels"`},
+		{"authorization: {credentials: hunter2}", "credentials_file"},
+		{"basic_auth: {username: u, password: hunter2}", "password_file"},
+		{"tls_config: {cert: x, key: y}", "key_file"},
+		{"sample_limit: -1", "sample_limit"},
+	} {
+		_, err := Parse([]byte(base+"            "+tc.field+"\n"), "catalogue.yaml")
+		require.Error(t, err, tc.field)
+		require.Contains(t, err.Error(), "catalogue.yaml:12:", "%s: %v", tc.field, err)
+		require.Contains(t, err.Error(), tc.want, tc.field)
+	}
+}

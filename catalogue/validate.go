@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -368,6 +371,7 @@ func (v *validator) services(c *Catalogue, a *Agency, p []any) {
 			if sc.ScrapeTimeout != 0 && time.Duration(sc.ScrapeTimeout) > c.ScrapeInterval(sc) {
 				v.errorf(at(scp, "scrape_timeout"), "agency %q service %q: scrape_timeout %s is longer than the scrape interval %s", a.ID, s.ID, sc.ScrapeTimeout, c.ScrapeInterval(sc))
 			}
+			v.scrapeConfig(c, a, s, scp, sc)
 		}
 		for k, pr := range s.Probes {
 			v.probe(a, s, at(sp, "probes", k), pr)
@@ -471,5 +475,51 @@ func (v *validator) remedy(p []any, agency string, r Remedy) {
 		case strings.IndexFunc(f.val, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) >= 0:
 			v.errorf(at(p, f.key), "agency %q: remedy.%s %q contains control characters", agency, f.key, f.val)
 		}
+	}
+}
+
+// scrapeConfig checks a scrape entry's Prometheus fields with Prometheus's
+// own config loader, refuses secrets written into the catalogue (it is
+// kept in version control: secrets come from files), and resolves the
+// files' paths against the catalogue's directory.
+func (v *validator) scrapeConfig(c *Catalogue, a *Agency, s *Service, scp []any, sc Scrape) {
+	dir := filepath.Dir(v.file)
+	if t := sc.TLSConfig; t != nil {
+		if t.Key != "" || t.CA != "" || t.Cert != "" {
+			v.errorf(at(scp, "tls_config"), "agency %q service %q: tls_config: give ca_file, cert_file and key_file, not the PEM itself", a.ID, s.ID)
+		}
+		t.SetDirectory(dir)
+	}
+	if au := sc.Authorization; au != nil {
+		if au.Credentials != "" {
+			v.errorf(at(scp, "authorization", "credentials"), "agency %q service %q: authorization: credentials go in a file (credentials_file), not in the catalogue", a.ID, s.ID)
+		}
+		au.SetDirectory(dir)
+	}
+	if ba := sc.BasicAuth; ba != nil {
+		if ba.Password != "" {
+			v.errorf(at(scp, "basic_auth", "password"), "agency %q service %q: basic_auth: the password goes in a file (password_file), not in the catalogue", a.ID, s.ID)
+		}
+		ba.SetDirectory(dir)
+	}
+	raw, err := yaml.Marshal(map[string]any{"scrape_configs": []any{c.PrometheusConfig(sc, a.ID+"/"+s.ID)}})
+	if err != nil {
+		v.errorf(scp, "agency %q service %q: scrape entry: %v", a.ID, s.ID, err)
+		return
+	}
+	if _, err := promconfig.Load(string(raw), slog.New(slog.DiscardHandler)); err != nil {
+		// Point at the field the loader names (the entry's line if none).
+		where, msg := scp, err.Error()
+		for _, k := range []string{"fallback_scrape_protocol", "scrape_protocols", "metric_relabel_configs", "scrape_native_histograms",
+			"tls_config", "authorization", "basic_auth", "sample_limit", "label_limit", "scheme", "params", "metrics_path"} {
+			if strings.Contains(msg, k) {
+				where = at(scp, k)
+				break
+			}
+		}
+		if len(where) == len(scp) && (strings.Contains(msg, "relabel") || strings.Contains(msg, "regex")) {
+			where = at(scp, "metric_relabel_configs")
+		}
+		v.errorf(where, "agency %q service %q: scrape entry: %v", a.ID, s.ID, err)
 	}
 }

@@ -107,17 +107,7 @@ func JobName(agency, service string, i int) string {
 
 // Apply scrapes the targets of every agency that accepts data.
 func (s *Scraper) Apply(c *catalogue.Catalogue) error {
-	type scrapeConfig struct {
-		JobName        string `yaml:"job_name"`
-		ScrapeInterval string `yaml:"scrape_interval"`
-		ScrapeTimeout  string `yaml:"scrape_timeout"`
-		MetricsPath    string `yaml:"metrics_path,omitempty"`
-		Scheme         string `yaml:"scheme,omitempty"`
-		// Text formats first; protobuf for targets that speak only that.
-		ScrapeProtocols []string `yaml:"scrape_protocols"`
-	}
-	protocols := []string{"OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0", "PrometheusText0.0.4", "PrometheusProto"}
-	var cfgs []scrapeConfig
+	var cfgs []map[string]any
 	var owned, total int
 	groups := map[string][]*targetgroup.Group{}
 	for _, a := range c.Agencies {
@@ -146,14 +136,8 @@ func (s *Scraper) Apply(c *catalogue.Catalogue) error {
 					owned++
 					tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(t)})
 				}
-				cfgs = append(cfgs, scrapeConfig{
-					JobName:         job,
-					ScrapeInterval:  model.Duration(c.ScrapeInterval(sc)).String(),
-					ScrapeTimeout:   model.Duration(c.ScrapeTimeout(sc)).String(),
-					MetricsPath:     sc.MetricsPath,
-					Scheme:          sc.Scheme,
-					ScrapeProtocols: protocols,
-				})
+				// Prometheus's own scrape_config, from the entry's fields.
+				cfgs = append(cfgs, c.PrometheusConfig(sc, job))
 				groups[job] = []*targetgroup.Group{tg}
 			}
 		}

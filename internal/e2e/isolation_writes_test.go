@@ -246,7 +246,7 @@ agencies:
 	st := writev2.NewSymbolTable()
 	h := &histogram.Histogram{Count: 1, Schema: 0, PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{5}}
 	req := writev2.Request{Timeseries: []writev2.TimeSeries{{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "alpha_bad_hist2"), nil),
-		Histograms: []writev2.Histogram{writev2.FromIntHistogram(time.Now().UnixMilli(), 0, h)}}}}
+		Histograms: []writev2.Histogram{writev2.FromIntHistogram(0, time.Now().UnixMilli(), h)}}}}
 	req.Symbols = st.Symbols()
 	raw, err := req.Marshal()
 	require.NoError(t, err)
