@@ -69,7 +69,7 @@ func TestExpressionsParse(t *testing.T) {
 	for _, d := range append([]Dashboard{noc}, values(agencies)...) {
 		for _, e := range Expressions(d) {
 			_, err := p.ParseExpr(e)
-			require.NoError(t, err, "%s: %s", d.UID, e)
+			require.NoError(t, err, "%s: %s", d.UID(), e)
 		}
 	}
 }
@@ -157,30 +157,29 @@ func TestPanelsReturnData(t *testing.T) {
 
 	run := func(t *testing.T, id tenancy.Identity, d Dashboard) {
 		qctx := tenancy.NewContext(ctx, id)
-		for _, p := range d.Panels {
-			for _, tg := range p.Targets {
-				q, err := engine.NewRangeQuery(qctx, st.Queryable(), nil, tg.Expr, end.Add(-time.Hour), end, time.Minute)
-				require.NoError(t, err, tg.Expr)
-				res := q.Exec(qctx)
-				require.NoError(t, res.Err, "%s / %s: %s", d.UID, p.Title, tg.Expr)
-				mat, err := res.Matrix()
+		for _, q := range d.Queries() {
+			if strings.HasPrefix(q.Panel, "annotation ") {
+				qr, err := engine.NewRangeQuery(qctx, st.Queryable(), nil, q.Expr, start, end, time.Minute)
 				require.NoError(t, err)
-				require.NotEmpty(t, mat, "%s / %q returns no data: %s", d.UID, p.Title, tg.Expr)
-				if id.Role == tenancy.RoleAgency {
-					for _, s := range mat {
-						if a := s.Metric.Get("agency"); a != "" {
-							require.Equal(t, id.Agency, a)
-						}
+				require.NoError(t, qr.Exec(qctx).Err)
+				qr.Close()
+				continue
+			}
+			qr, err := engine.NewRangeQuery(qctx, st.Queryable(), nil, q.Expr, end.Add(-time.Hour), end, time.Minute)
+			require.NoError(t, err, q.Expr)
+			res := qr.Exec(qctx)
+			require.NoError(t, res.Err, "%s / %s: %s", d.UID(), q.Panel, q.Expr)
+			mat, err := res.Matrix()
+			require.NoError(t, err)
+			require.NotEmpty(t, mat, "%s / %q returns no data: %s", d.UID(), q.Panel, q.Expr)
+			if id.Role == tenancy.RoleAgency {
+				for _, s := range mat {
+					if a := s.Metric.Get("agency"); a != "" {
+						require.Equal(t, id.Agency, a)
 					}
 				}
-				q.Close()
 			}
-		}
-		for _, an := range d.Annotations.List {
-			q, err := engine.NewRangeQuery(qctx, st.Queryable(), nil, an.Expr, start, end, time.Minute)
-			require.NoError(t, err)
-			require.NoError(t, q.Exec(qctx).Err)
-			q.Close()
+			qr.Close()
 		}
 	}
 	noc, agencies := All(c)

@@ -1,23 +1,18 @@
 package dashboards
 
-// The subset of Grafana's dashboard JSON model Samdrift writes.
+import (
+	"encoding/json"
 
-// Dashboard is a Grafana dashboard.
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+)
+
+// Dashboard is a Grafana dashboard built with Grafana's own typed builders
+// (github.com/grafana/grafana-foundation-sdk), with Samdrift's fingerprint
+// beside Grafana's model.
 type Dashboard struct {
-	UID           string       `json:"uid"`
-	Title         string       `json:"title"`
-	Description   string       `json:"description,omitempty"`
-	Tags          []string     `json:"tags"`
-	Timezone      string       `json:"timezone"`
-	SchemaVersion int          `json:"schemaVersion"`
-	Refresh       string       `json:"refresh"`
-	Time          TimeRange    `json:"time"`
-	Editable      bool         `json:"editable"`
-	Templating    Templating   `json:"templating"`
-	Annotations   Annotations  `json:"annotations"`
-	Panels        []Panel      `json:"panels"`
-	Links         []Link       `json:"links,omitempty"`
-	Samdrift      *Fingerprint `json:"samdrift,omitempty"`
+	dashboard.Dashboard
+	Samdrift *Fingerprint
 }
 
 // Fingerprint marks a dashboard as Samdrift's and records what generated it,
@@ -27,122 +22,63 @@ type Fingerprint struct {
 	Hash      string `json:"hash"`
 }
 
-// TimeRange is the default time range.
-type TimeRange struct {
-	From string `json:"from"`
-	To   string `json:"to"`
+// MarshalJSON writes Grafana's dashboard JSON with a "samdrift" key.
+func (d Dashboard) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(d.Dashboard)
+	if err != nil || d.Samdrift == nil {
+		return b, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	fp, err := json.Marshal(d.Samdrift)
+	if err != nil {
+		return nil, err
+	}
+	m["samdrift"] = fp
+	return json.Marshal(m)
 }
 
-// Templating holds dashboard variables.
-type Templating struct {
-	List []Variable `json:"list"`
+// UID is the dashboard's uid.
+func (d Dashboard) UID() string {
+	if d.Uid == nil {
+		return ""
+	}
+	return *d.Uid
 }
 
-// Variable is a dashboard variable.
-type Variable struct {
-	Name       string      `json:"name"`
-	Label      string      `json:"label,omitempty"`
-	Type       string      `json:"type"`
-	Query      any         `json:"query,omitempty"`
-	Datasource *Datasource `json:"datasource,omitempty"`
-	Refresh    int         `json:"refresh,omitempty"`
-	Multi      bool        `json:"multi"`
-	IncludeAll bool        `json:"includeAll"`
-	Current    any         `json:"current,omitempty"`
+// Query is one PromQL query of a dashboard: a panel's target or an
+// annotation.
+type Query struct {
+	Panel string // the panel's title, or "annotation <name>"
+	Expr  string
 }
 
-// Annotations holds annotation queries.
-type Annotations struct {
-	List []Annotation `json:"list"`
-}
-
-// Annotation is a PromQL annotation query.
-type Annotation struct {
-	Name            string      `json:"name"`
-	Datasource      *Datasource `json:"datasource"`
-	Enable          bool        `json:"enable"`
-	Expr            string      `json:"expr"`
-	IconColor       string      `json:"iconColor"`
-	Step            string      `json:"step,omitempty"`
-	TitleFormat     string      `json:"titleFormat,omitempty"`
-	TextFormat      string      `json:"textFormat,omitempty"`
-	UseValueForTime bool        `json:"useValueForTime,omitempty"`
-}
-
-// Datasource refers to a data source by uid.
-type Datasource struct {
-	Type string `json:"type"`
-	UID  string `json:"uid"`
-}
-
-// Panel is a dashboard panel.
-type Panel struct {
-	ID              int          `json:"id"`
-	Type            string       `json:"type"`
-	Title           string       `json:"title"`
-	Description     string       `json:"description,omitempty"`
-	GridPos         GridPos      `json:"gridPos"`
-	Datasource      *Datasource  `json:"datasource,omitempty"`
-	Targets         []Target     `json:"targets,omitempty"`
-	FieldConfig     *FieldConfig `json:"fieldConfig,omitempty"`
-	Options         any          `json:"options,omitempty"`
-	Transformations []any        `json:"transformations,omitempty"`
-}
-
-// GridPos places a panel (24 columns).
-type GridPos struct {
-	H int `json:"h"`
-	W int `json:"w"`
-	X int `json:"x"`
-	Y int `json:"y"`
-}
-
-// Target is a PromQL query of a panel.
-type Target struct {
-	RefID        string      `json:"refId"`
-	Datasource   *Datasource `json:"datasource,omitempty"`
-	Expr         string      `json:"expr"`
-	LegendFormat string      `json:"legendFormat,omitempty"`
-	Instant      bool        `json:"instant,omitempty"`
-	Range        bool        `json:"range,omitempty"`
-	Format       string      `json:"format,omitempty"`
-	Interval     string      `json:"interval,omitempty"`
-}
-
-// FieldConfig sets units and thresholds.
-type FieldConfig struct {
-	Defaults  FieldDefaults `json:"defaults"`
-	Overrides []any         `json:"overrides"`
-}
-
-// FieldDefaults are a panel's field defaults.
-type FieldDefaults struct {
-	Unit       string      `json:"unit,omitempty"`
-	Decimals   *int        `json:"decimals,omitempty"`
-	Min        *float64    `json:"min,omitempty"`
-	Max        *float64    `json:"max,omitempty"`
-	Thresholds *Thresholds `json:"thresholds,omitempty"`
-	Color      any         `json:"color,omitempty"`
-	Mappings   []any       `json:"mappings,omitempty"`
-}
-
-// Thresholds color values.
-type Thresholds struct {
-	Mode  string `json:"mode"`
-	Steps []Step `json:"steps"`
-}
-
-// Step is one threshold step (Value nil: the base).
-type Step struct {
-	Color string   `json:"color"`
-	Value *float64 `json:"value"`
-}
-
-// Link is a dashboard link.
-type Link struct {
-	Title      string   `json:"title"`
-	Type       string   `json:"type"`
-	URL        string   `json:"url,omitempty"`
-	Tags       []string `json:"tags,omitempty"`
-	AsDropdown bool     `json:"asDropdown,omitempty"`
+// Queries returns every PromQL query of the dashboard, in order.
+func (d Dashboard) Queries() []Query {
+	var out []Query
+	for _, p := range d.Panels {
+		if p.Panel == nil {
+			continue
+		}
+		title := ""
+		if p.Panel.Title != nil {
+			title = *p.Panel.Title
+		}
+		for _, t := range p.Panel.Targets {
+			switch q := t.(type) {
+			case prometheus.Dataquery:
+				out = append(out, Query{Panel: title, Expr: q.Expr})
+			case *prometheus.Dataquery:
+				out = append(out, Query{Panel: title, Expr: q.Expr})
+			}
+		}
+	}
+	for _, a := range d.Annotations.List {
+		if a.Expr != nil {
+			out = append(out, Query{Panel: "annotation " + a.Name, Expr: *a.Expr})
+		}
+	}
+	return out
 }

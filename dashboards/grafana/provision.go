@@ -350,7 +350,7 @@ func (p *Provisioner) ensureFolder(api *goapi.GrafanaHTTPAPI) (string, error) {
 
 func (p *Provisioner) ensureDashboard(api *goapi.GrafanaHTTPAPI, d dashboards.Dashboard) (string, error) {
 	action := "created"
-	cur, err := api.Dashboards.GetDashboardByUID(d.UID)
+	cur, err := api.Dashboards.GetDashboardByUID(d.UID())
 	switch {
 	case err == nil:
 		if hashOf(cur.Payload.Dashboard) == d.Samdrift.Hash {
