@@ -188,11 +188,24 @@ type Service struct {
 	Remedy *Remedy  `yaml:"remedy"`
 }
 
-// SLA is a service's availability objective.
+// SLA is a service's availability objective, and optionally its latency
+// objective.
 type SLA struct {
 	Availability float64  `yaml:"availability"`
 	ServiceHours string   `yaml:"service_hours"`
 	For          Duration `yaml:"for"`
+	// Latency: the share of requests answered within a threshold over the
+	// calendar month, from a histogram the service exposes or sends.
+	Latency *Latency `yaml:"latency"`
+}
+
+// Latency is a latency objective: Objective percent of the requests
+// counted by Histogram (a native histogram, or a classic one whose
+// buckets include Threshold) are faster than Threshold seconds.
+type Latency struct {
+	Histogram string  `yaml:"histogram"`
+	Threshold float64 `yaml:"threshold"`
+	Objective float64 `yaml:"objective"`
 }
 
 // Scrape is one set of scrape targets of a service. Its fields are

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -345,6 +346,18 @@ func (v *validator) services(c *Catalogue, a *Agency, p []any) {
 		if s.SLA != nil {
 			if s.SLA.Availability <= 0 || s.SLA.Availability >= 100 {
 				v.errorf(at(sp, "sla", "availability"), "agency %q service %q: sla.availability %v must be a percentage above 0 and below 100", a.ID, s.ID, s.SLA.Availability)
+			}
+			if l := s.SLA.Latency; l != nil {
+				lp := at(sp, "sla", "latency")
+				if !model.IsValidLegacyMetricName(l.Histogram) || strings.HasSuffix(l.Histogram, "_bucket") {
+					v.errorf(at(lp, "histogram"), "agency %q service %q: sla.latency.histogram %q must be a metric name (the histogram's, without _bucket)", a.ID, s.ID, l.Histogram)
+				}
+				if l.Threshold <= 0 || math.IsInf(l.Threshold, 0) || math.IsNaN(l.Threshold) {
+					v.errorf(at(lp, "threshold"), "agency %q service %q: sla.latency.threshold %v must be a positive number of seconds", a.ID, s.ID, l.Threshold)
+				}
+				if l.Objective <= 0 || l.Objective >= 100 {
+					v.errorf(at(lp, "objective"), "agency %q service %q: sla.latency.objective %v must be a percentage above 0 and below 100", a.ID, s.ID, l.Objective)
+				}
 			}
 			if s.SLA.ServiceHours != "" {
 				if _, err := ParseServiceHours(s.SLA.ServiceHours); err != nil {

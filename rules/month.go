@@ -34,6 +34,56 @@ type MonthFigure struct {
 	// ((1 - objective) × ScopeSeconds); above 1 the budget is overspent.
 	BudgetUsed float64 `json:"budget_used"`
 	Met        bool    `json:"met"`
+	// Latency is the month's latency figure, for a service with a latency
+	// objective.
+	Latency *LatencyFigure `json:"latency,omitempty"`
+}
+
+// LatencyFigure is a service's latency objective over a month: Good of
+// Total requests (in service hours, outside maintenance) were answered
+// within ThresholdSeconds.
+type LatencyFigure struct {
+	Objective        float64 `json:"objective"` // ratio, 0.98
+	ThresholdSeconds float64 `json:"threshold_seconds"`
+	Good             float64 `json:"good_requests"`
+	Total            float64 `json:"total_requests"`
+	Ratio            float64 `json:"ratio"` // NaN without requests
+	HasData          bool    `json:"has_data"`
+	// BudgetUsed is the slow requests over the month's allowance so far
+	// ((1 - objective) × Total).
+	BudgetUsed float64 `json:"budget_used"`
+	Met        bool    `json:"met"`
+}
+
+// MarshalJSON writes a missing ratio as null.
+func (f LatencyFigure) MarshalJSON() ([]byte, error) {
+	type plain LatencyFigure
+	out := struct {
+		plain
+		Ratio *float64 `json:"ratio"`
+	}{plain: plain(f)}
+	if !math.IsNaN(f.Ratio) {
+		out.Ratio = &f.Ratio
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads a null ratio back as NaN.
+func (f *LatencyFigure) UnmarshalJSON(b []byte) error {
+	type plain LatencyFigure
+	var in struct {
+		plain
+		Ratio *float64 `json:"ratio"`
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*f = LatencyFigure(in.plain)
+	f.Ratio = math.NaN()
+	if in.Ratio != nil {
+		f.Ratio = *in.Ratio
+	}
+	return nil
 }
 
 // MarshalJSON writes a missing availability as null (JSON has no NaN).
@@ -127,6 +177,18 @@ func Month(ctx context.Context, engine promql.QueryEngine, q storage.Queryable, 
 	if err != nil {
 		return nil, err
 	}
+	var latGood, latTotal map[string]float64
+	for _, svc := range a.Services {
+		if svc.SLA != nil && svc.SLA.Latency != nil {
+			if latGood, err = sum("sla:latency:good5m"); err != nil {
+				return nil, err
+			}
+			if latTotal, err = sum("sla:latency:total5m"); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
 	slot := time.Duration(c.Defaults.EvaluationInterval).Seconds()
 	var out []MonthFigure
 	for _, svc := range a.Services {
@@ -144,6 +206,17 @@ func Month(ctx context.Context, engine promql.QueryEngine, q storage.Queryable, 
 				f.BudgetUsed = f.DownSeconds / budget
 			}
 			f.Met = f.Availability >= f.Objective
+		}
+		if l := svc.SLA.Latency; l != nil {
+			lf := &LatencyFigure{Objective: l.Objective / 100, ThresholdSeconds: l.Threshold,
+				Good: latGood[svc.ID], Total: latTotal[svc.ID], Ratio: math.NaN()}
+			if lf.Total > 0 {
+				lf.HasData = true
+				lf.Ratio = lf.Good / lf.Total
+				lf.BudgetUsed = (lf.Total - lf.Good) / ((1 - lf.Objective) * lf.Total)
+				lf.Met = lf.Ratio >= lf.Objective
+			}
+			f.Latency = lf
 		}
 		out = append(out, f)
 	}

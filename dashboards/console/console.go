@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -261,6 +262,12 @@ type serviceView struct {
 	Alert          string // PAGE, TICKET, DOWN or ""
 	Spark          template.HTML
 	OpenIncidents  int
+	// Latency objective: the share of requests within LatencyThreshold
+	// this month (nil: no objective or no data yet).
+	HasLatency       bool
+	LatencyObjective float64
+	LatencyThreshold string
+	LatencyMTD       *float64
 }
 
 type incidentView struct {
@@ -330,6 +337,7 @@ func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogu
 	}
 	mtd := byKey(c.instant(ctx, shown, `sla:availability:mtd`))
 	budget := byKey(c.instant(ctx, shown, `sla:error_budget_remaining:month`))
+	latency := byKey(c.instant(ctx, shown, `sla:latency:mtd`))
 	alerts := map[string]string{}
 	for _, s := range c.instant(ctx, shown, `ALERTS{alertstate="firing",alertname=~"SLAErrorBudgetBurnFast|SLAErrorBudgetBurnSlow|ServiceDown"}`) {
 		k := s.Metric.Get("agency") + "/" + s.Metric.Get("service")
@@ -392,6 +400,13 @@ func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogu
 			}
 			if v, ok := budget[k]; ok {
 				sv.Budget = &v
+			}
+			if s.SLA != nil && s.SLA.Latency != nil {
+				sv.HasLatency, sv.LatencyObjective = true, s.SLA.Latency.Objective/100
+				sv.LatencyThreshold = strconv.FormatFloat(s.SLA.Latency.Threshold*1000, 'f', -1, 64) + " ms"
+				if v, ok := latency[k]; ok {
+					sv.LatencyMTD = &v
+				}
 			}
 			for _, inc := range av.Incidents {
 				if inc.Service == s.ID && inc.Open {

@@ -129,6 +129,17 @@ func dur(s float64) string {
 	return (time.Duration(s) * time.Second).Round(time.Second).String()
 }
 
+// HasLatency reports whether a service of the report has a latency
+// objective.
+func (r *SLA) HasLatency() bool {
+	for _, f := range r.Services {
+		if f.Latency != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // HTML renders the report.
 func HTML(r *SLA) ([]byte, error) {
 	loc, err := time.LoadLocation(r.TimeZone)
@@ -137,6 +148,7 @@ func HTML(r *SLA) ([]byte, error) {
 	}
 	t, err := template.New("sla.html").Funcs(template.FuncMap{
 		"pct": pct, "dur": dur,
+		"ms": func(s float64) string { return strconv.FormatFloat(s*1000, 'f', -1, 64) + " ms" },
 		"ts": func(t time.Time) string {
 			if t.IsZero() {
 				return "—"

@@ -219,6 +219,38 @@ func Backfill(ctx context.Context, c *catalogue.Catalogue, h *History, dir strin
 					}
 				}
 			}
+			// A latency objective: about 600 requests a 5-minute window in
+			// scope, 1–2 % of them slower than the threshold (drawn per
+			// window, the same for the same history).
+			if l := s.SLA.Latency; l != nil {
+				f := fnv.New64a()
+				_, _ = f.Write([]byte(a.ID + "/" + s.ID + "/latency"))
+				rng := rand.New(rand.NewPCG(f.Sum64(), uint64(h.From.Unix())))
+				var good, total float64
+				for ws := h.From; !ws.Add(5 * time.Minute).After(h.To); ws = ws.Add(5 * time.Minute) {
+					if k, _ := counts(ws, ws.Add(5*time.Minute)); k == 0 {
+						continue
+					}
+					n := float64(550 + rng.IntN(100))
+					g := n - math.Round(n*(0.01+0.01*rng.Float64()))
+					month := rules.MonthOf(ws, loc)
+					end := ws.Add(5 * time.Minute)
+					if err := add(base("sla:latency:total5m", "month", month), end, n); err != nil {
+						return st, err
+					}
+					if err := add(base("sla:latency:good5m", "month", month), end, g); err != nil {
+						return st, err
+					}
+					if month == thisMonth {
+						good, total = good+g, total+n
+					}
+				}
+				for t := h.To.Add(-4 * time.Minute); total > 0 && !t.After(h.To); t = t.Add(time.Minute) {
+					if err := add(base("sla:latency:mtd"), t, good/total); err != nil {
+						return st, err
+					}
+				}
+			}
 			// This month's figure and budget, as the last minutes had them
 			// (the live rules write the next within their interval).
 			scope := rules.MonthScopeSeconds(a, s, h.To)

@@ -33,6 +33,7 @@ func TestBackfill(t *testing.T) {
 
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 10_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
 	slot := time.Duration(c.Defaults.EvaluationInterval)
+	latencies := 0
 	for _, id := range []string{"bo", "ehm", "digg"} {
 		a := c.Agency(id)
 		db, err := tsdb.Open(filepath.Join(dir, id), nil, nil, tsdb.DefaultOptions(), nil)
@@ -57,8 +58,16 @@ func TestBackfill(t *testing.T) {
 			require.InDelta(t, good, f.Good, 0, "%s/%s good slots", id, f.Service)
 			_, flaky := Outages[id+"/"+f.Service]
 			require.Equal(t, !flaky, f.Met, "%s/%s: %.4f against %.4f", id, f.Service, f.Availability, f.Objective)
+			if svc.SLA.Latency != nil {
+				require.NotNil(t, f.Latency, "%s/%s has a latency figure", id, f.Service)
+				require.True(t, f.Latency.HasData)
+				require.InDelta(t, 0.985, f.Latency.Ratio, 0.005, "1–2 %% of the requests slow")
+				latencies++
+			}
 		}
 	}
+
+	require.Equal(t, 1, latencies, "digg's API has a latency objective in the demo")
 
 	again, err := Backfill(context.Background(), c, h, dir, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

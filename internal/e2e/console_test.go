@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/samdrift/samdrift/dashboards/report"
+	"github.com/samdrift/samdrift/rules"
 )
 
 // artifacts is where browser screenshots are kept (CI can publish them).
@@ -225,4 +226,28 @@ func TestDemoAliveAtOnce(t *testing.T) {
 	repDir := t.TempDir()
 	out := cli(t, 0, "report", "sla", "--url", base, "--token", "admin-demo-token", "--agency", "bo", "--month", month, "--out", repDir, "--pdf", "never")
 	require.Contains(t, out, month)
+
+	// digg's API has a latency objective: last month's figure in the
+	// report (JSON and HTML), this month's in its portal.
+	r, err := client(addr, "digg-demo-token").Get("/api/v1/reports/sla?month=" + month)
+	require.NoError(t, err)
+	var env struct{ Data report.SLA }
+	require.NoError(t, json.Unmarshal([]byte(r.Body), &env))
+	var lat *rules.LatencyFigure
+	for _, s := range env.Data.Services {
+		if s.Service == "api" {
+			lat = s.Latency
+		}
+	}
+	require.NotNil(t, lat, "digg/api's latency figure in the report")
+	require.True(t, lat.HasData)
+	require.Equal(t, 0.25, lat.ThresholdSeconds)
+	r, err = client(addr, "digg-demo-token").Get("/api/v1/reports/sla?format=html&month=" + month)
+	require.NoError(t, err)
+	require.Contains(t, r.Body, "Latency per service")
+	require.Contains(t, r.Body, `data-latency-service="api"`)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(base+"/agency/digg"), chromedp.WaitVisible(chromedp.CSS(`tr[data-service="api"]`))))
+	cell, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('tr[data-service="api"] td[data-latency]').dataset.latency`))
+	require.NoError(t, err)
+	require.Regexp(t, `^9[0-9]\.[0-9]+ %$`, cell, "digg/api's latency this month in the portal")
 }
