@@ -25,6 +25,9 @@ const (
 	BucketIncidentState = "incident_state"
 	// BucketIncidents is the built-in incident store, by incident id.
 	BucketIncidents = "incidents"
+	// BucketRestatements holds SLA restatements, <agency>.<id>, every
+	// version kept (made, withdrawn).
+	BucketRestatements = "sla_restatements"
 )
 
 // OutboxSubject is where deliveries of an agency's incidents are queued.

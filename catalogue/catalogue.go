@@ -268,8 +268,8 @@ func (r *RelabelConfig) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes Prometheus's form.
 func (r RelabelConfig) MarshalYAML() (any, error) { return &r.Config, nil }
 
-// DefaultScrapeProtocols: text formats first; protobuf for targets that
-// speak only that.
+// DefaultScrapeProtocols are the formats asked for when an entry names
+// none: text formats first; protobuf for targets that speak only that.
 var DefaultScrapeProtocols = []string{"OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0", "PrometheusText0.0.4", "PrometheusProto"}
 
 // PrometheusConfig is the entry as a Prometheus scrape_config, for

@@ -349,7 +349,7 @@ func (v *validator) services(c *Catalogue, a *Agency, p []any) {
 			}
 			if l := s.SLA.Latency; l != nil {
 				lp := at(sp, "sla", "latency")
-				if !model.IsValidLegacyMetricName(l.Histogram) || strings.HasSuffix(l.Histogram, "_bucket") {
+				if !model.LegacyValidation.IsValidMetricName(l.Histogram) || strings.HasSuffix(l.Histogram, "_bucket") {
 					v.errorf(at(lp, "histogram"), "agency %q service %q: sla.latency.histogram %q must be a metric name (the histogram's, without _bucket)", a.ID, s.ID, l.Histogram)
 				}
 				if l.Threshold <= 0 || math.IsInf(l.Threshold, 0) || math.IsNaN(l.Threshold) {

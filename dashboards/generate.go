@@ -47,7 +47,7 @@ func instantTable(refID, expr string) *prometheus.DataqueryBuilder {
 // layout places panels left to right, wrapping at Grafana's 24 columns,
 // with explicit rows (the builders' own placement cannot start a row).
 type layout struct {
-	d       *dashboard.DashboardBuilder
+	d       *dashboard.DashboardBuilder //nolint:staticcheck // v1 dashboards: what Grafana's v1 API and file provisioning take (dashboardv2 needs Grafana 12's v2 API)
 	x, y, h int
 	n       int
 }
@@ -102,13 +102,13 @@ func thresholds(base string, steps ...any) *dashboard.ThresholdsConfigBuilder {
 
 var merge = dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}
 
-func base(uid, title string, tags ...string) *dashboard.DashboardBuilder {
-	return dashboard.NewDashboardBuilder(title).Uid(uid).Tags(append([]string{"samdrift"}, tags...)).
-		Timezone(common.TimeZoneBrowser).Refresh("1m").Time("now-24h", "now").Readonly()
+func base(uid, title string, tags ...string) *dashboard.DashboardBuilder { //nolint:staticcheck // v1 dashboards, as above
+	return dashboard.NewDashboardBuilder(title).Uid(uid).Tags(append([]string{"samdrift"}, tags...)). //nolint:staticcheck // v1 dashboards, as above
+														Timezone(common.TimeZoneBrowser).Refresh("1m").Time("now-24h", "now").Readonly()
 }
 
 // build finishes a dashboard and fills in the fingerprint of its content.
-func build(b *dashboard.DashboardBuilder) Dashboard {
+func build(b *dashboard.DashboardBuilder) Dashboard { //nolint:staticcheck // v1 dashboards, as above
 	d, err := b.Build()
 	if err != nil {
 		// The builders only fail on values this package wrote: a bug.

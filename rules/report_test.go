@@ -47,7 +47,7 @@ func TestSLAReportFromMonthFixture(t *testing.T) {
 		incident("01KA0000000000000000000005", "alpha", "INC000000000103", d(31, 22, 0), time.Time{}),
 	}
 	now := mf.End().Add(time.Hour)
-	r, err := report.Build(context.Background(), mf.Engine, mf.DB, mf.Cat, "alpha", "2026-10", incidents, now)
+	r, err := report.Build(context.Background(), mf.Engine, mf.DB, mf.Cat, "alpha", "2026-10", incidents, nil, now)
 	require.NoError(t, err)
 	require.True(t, r.Complete)
 	require.False(t, r.NoData)
@@ -78,7 +78,7 @@ func TestSLAReportFromMonthFixture(t *testing.T) {
 	require.NotContains(t, string(html), "INC000000000999", "another agency's incident")
 
 	// A month with no data: no availability, and the report says so.
-	empty, err := report.Build(context.Background(), mf.Engine, mf.DB, mf.Cat, "alpha", "2026-08", nil, now)
+	empty, err := report.Build(context.Background(), mf.Engine, mf.DB, mf.Cat, "alpha", "2026-08", nil, nil, now)
 	require.NoError(t, err)
 	require.True(t, empty.NoData)
 	require.True(t, math.IsNaN(empty.Services[0].Availability))

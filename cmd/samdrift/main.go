@@ -78,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	registerComponents(app, cmds)
 	registerToken(app, cmds)
 	registerDeadLetter(app, cmds)
+	registerSLA(app, cmds)
 	registerVersion(app, cmds)
 
 	if len(args) == 0 {

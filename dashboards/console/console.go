@@ -23,6 +23,7 @@ import (
 
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/dashboards/report"
+	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
@@ -41,9 +42,12 @@ type Options struct {
 	Engine    promql.QueryEngine
 	Queryable storage.Queryable
 	Incidents *builtin.Store
-	Logger    *slog.Logger
-	Now       func() time.Time
-	Version   string
+	// Restatements, if set, correct the month figures shown and are listed
+	// with their reasons in the agency's portal.
+	Restatements *rules.RestatementStore
+	Logger       *slog.Logger
+	Now          func() time.Time
+	Version      string
 	// ReportLinks adds links to the agency's monthly SLA report.
 	ReportLinks bool
 }
@@ -250,6 +254,8 @@ type agencyView struct {
 	OpenIncidents   int
 	Maintenance     []string
 	Status          string // ok, warn, crit, none
+	// Restatements of this month, with their reasons.
+	Restatements []rules.Restatement
 }
 
 type serviceView struct {
@@ -385,6 +391,33 @@ func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogu
 				av.OpenIncidents++
 			}
 		}
+		// This month's restatements in force replace the recorded month
+		// figures by the ones computed from the slots and restatements.
+		restated := map[string]rules.MonthFigure{}
+		if c.o.Restatements != nil {
+			if rs, err := c.o.Restatements.List(ctx, a.ID); err == nil && len(rs) > 0 {
+				month := rules.MonthOf(c.o.Now(), a.Location())
+				start, end, _ := rules.MonthBounds(month, a.Location())
+				var inMonth []rules.Restatement
+				for _, r := range rs {
+					if r.From.Before(end) && r.To.After(start) {
+						inMonth = append(inMonth, r)
+					}
+				}
+				if len(inMonth) > 0 {
+					figs, err := rules.Month(ctx, c.o.Engine, c.o.Queryable, cat, a, month, c.o.Now())
+					if err == nil {
+						figs, applied, err := rules.Restate(ctx, c.o.Engine, c.o.Queryable, cat, a, month, figs, inMonth)
+						if err == nil {
+							av.Restatements = applied
+							for _, f := range figs {
+								restated[f.Service] = f
+							}
+						}
+					}
+				}
+			}
+		}
 		for _, s := range a.Services {
 			k := a.ID + "/" + s.ID
 			sv := serviceView{ID: s.ID, Name: s.Name, Tier: s.Tier, Status: "none", Alert: alerts[k]}
@@ -400,6 +433,14 @@ func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogu
 			}
 			if v, ok := budget[k]; ok {
 				sv.Budget = &v
+			}
+			if f, ok := restated[s.ID]; ok && f.HasData && sv.HasSLA {
+				mtdV, budgetV := f.Availability, 1-f.BudgetUsed
+				sv.MTD, sv.Budget = &mtdV, &budgetV
+				sv.Status = "ok"
+				if mtdV < sv.Objective {
+					sv.Status = "crit"
+				}
 			}
 			if s.SLA != nil && s.SLA.Latency != nil {
 				sv.HasLatency, sv.LatencyObjective = true, s.SLA.Latency.Objective/100
@@ -463,7 +504,11 @@ func (c *Console) reportPage(w http.ResponseWriter, r *http.Request) {
 	if c.o.Incidents != nil {
 		recs, _ = c.o.Incidents.List(ctx, builtin.Filter{Agencies: []string{a.ID}})
 	}
-	rep, err := report.Build(ctx, c.o.Engine, c.o.Queryable, cat, a.ID, month, recs, c.o.Now())
+	var rs []rules.Restatement
+	if c.o.Restatements != nil {
+		rs, _ = c.o.Restatements.List(ctx, a.ID)
+	}
+	rep, err := report.Build(ctx, c.o.Engine, c.o.Queryable, cat, a.ID, month, recs, rs, c.o.Now())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

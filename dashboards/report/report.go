@@ -42,6 +42,9 @@ type SLA struct {
 	Complete    bool                `json:"complete"` // the month is over
 	Services    []rules.MonthFigure `json:"services"`
 	Incidents   []Incident          `json:"incidents"`
+	// Restatements of the month's figures, in force and withdrawn, each
+	// with its reason and (in force) its effect.
+	Restatements []rules.Restatement `json:"restatements"`
 	// MTTRSeconds is the mean time to resolve the month's resolved incidents.
 	MTTRSeconds float64  `json:"mttr_seconds"`
 	Maintenance []string `json:"maintenance"`
@@ -63,7 +66,7 @@ type Incident struct {
 
 // Build assembles the report of an agency for a month ("2006-01"). q must
 // answer for the agency; incidents are the agency's.
-func Build(ctx context.Context, engine promql.QueryEngine, q storage.Queryable, c *catalogue.Catalogue, agency, month string, incidents []builtin.Record, now time.Time) (*SLA, error) {
+func Build(ctx context.Context, engine promql.QueryEngine, q storage.Queryable, c *catalogue.Catalogue, agency, month string, incidents []builtin.Record, restatements []rules.Restatement, now time.Time) (*SLA, error) {
 	a := c.Agency(agency)
 	if a == nil {
 		return nil, fmt.Errorf("no agency %q", agency)
@@ -76,8 +79,16 @@ func Build(ctx context.Context, engine promql.QueryEngine, q storage.Queryable, 
 	if err != nil {
 		return nil, err
 	}
+	figs, applied, err := rules.Restate(ctx, engine, q, c, a, month, figs, restatements)
+	if err != nil {
+		return nil, err
+	}
+	if applied == nil {
+		applied = []rules.Restatement{}
+	}
 	r := &SLA{Provider: c.Provider.Name, Agency: a.ID, AgencyName: a.Name, Phase: string(a.Phase), Month: month,
-		TimeZone: a.Location().String(), GeneratedAt: now.UTC(), Complete: !now.Before(end), Services: figs, NoData: true}
+		TimeZone: a.Location().String(), GeneratedAt: now.UTC(), Complete: !now.Before(end), Services: figs, NoData: true,
+		Restatements: applied}
 	for _, f := range figs {
 		if f.HasData {
 			r.NoData = false
@@ -148,7 +159,8 @@ func HTML(r *SLA) ([]byte, error) {
 	}
 	t, err := template.New("sla.html").Funcs(template.FuncMap{
 		"pct": pct, "dur": dur,
-		"ms": func(s float64) string { return strconv.FormatFloat(s*1000, 'f', -1, 64) + " ms" },
+		"local": func(t time.Time) string { return t.In(loc).Format("2006-01-02 15:04") },
+		"ms":    func(s float64) string { return strconv.FormatFloat(s*1000, 'f', -1, 64) + " ms" },
 		"ts": func(t time.Time) string {
 			if t.IsZero() {
 				return "—"

@@ -17,6 +17,7 @@ import (
 	"github.com/samdrift/samdrift/internal/httpapi"
 	"github.com/samdrift/samdrift/internal/metering"
 	"github.com/samdrift/samdrift/internal/onboard"
+	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
@@ -32,6 +33,9 @@ import (
 //	POST   deadletters/{seq}/replay      put one back where it came from
 //	DELETE deadletters/{seq}             discard one
 //	GET    reload                        the last catalogue reload, per component
+//	GET    sla/restatements?agency=[&month=]  an agency's SLA restatements
+//	POST   sla/restatements              restate a window: {agency, service, from, to, kind, reason}
+//	DELETE sla/restatements/{agency}/{id}?reason=  withdraw one (kept on record)
 type admin struct {
 	n *Node
 	p *parts
@@ -218,4 +222,98 @@ func (a *admin) deadLetterAction(w http.ResponseWriter, r *http.Request, action 
 	id, _ := tenancy.FromContext(r.Context())
 	a.p.guard.Record(audit.Entry{Who: id.Credential, Action: action, Agency: dl.Agency, Detail: map[string]any{"seq": seq, "stage": dl.Stage, "reason": dl.Reason, "subject": dl.Subject}})
 	httpapi.OK(w, dl)
+}
+
+// restatementRequest is the body of POST /api/v1/admin/sla/restatements.
+type restatementRequest struct {
+	Agency  string    `json:"agency"`
+	Service string    `json:"service"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Kind    string    `json:"kind"`
+	Reason  string    `json:"reason"`
+}
+
+// restate records an SLA restatement (admin): the affected month's figures
+// are computed from the slots and the restatements in force.
+func (a *admin) restate(w http.ResponseWriter, r *http.Request) {
+	var req restatementRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "body: want JSON {agency, service, from, to, kind, reason}: "+err.Error())
+		return
+	}
+	id, _ := tenancy.FromContext(r.Context())
+	rs, err := a.p.restatements.Add(r.Context(), a.n.holder.Get(), rules.Restatement{
+		Agency: req.Agency, Service: req.Service, From: req.From, To: req.To, Kind: req.Kind, Reason: req.Reason,
+	}, id.Credential, time.Now())
+	switch {
+	case errors.Is(err, rules.ErrRestatementConflict):
+		httpapi.Error(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a.p.guard.Record(audit.Entry{Who: id.Credential, Action: "sla_restated", Agency: rs.Agency, Detail: map[string]any{
+		"id": rs.ID, "service": rs.Service, "from": rs.From, "to": rs.To, "kind": rs.Kind, "reason": rs.Reason}})
+	httpapi.OK(w, rs)
+}
+
+// listRestatements lists an agency's restatements (?agency=, required;
+// ?month=YYYY-MM narrows to those touching the month).
+func (a *admin) listRestatements(w http.ResponseWriter, r *http.Request) {
+	agency, month := r.URL.Query().Get("agency"), r.URL.Query().Get("month")
+	ag := a.n.holder.Get().Agency(agency)
+	if ag == nil {
+		httpapi.Error(w, http.StatusBadRequest, "agency: name a catalogue agency")
+		return
+	}
+	rs, err := a.p.restatements.List(r.Context(), agency)
+	if err != nil {
+		httpapi.Error(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	out := []rules.Restatement{}
+	for _, x := range rs {
+		if month != "" {
+			start, end, err := rules.MonthBounds(month, ag.Location())
+			if err != nil {
+				httpapi.Error(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			if !x.From.Before(end) || !x.To.After(start) {
+				continue
+			}
+		}
+		out = append(out, x)
+	}
+	httpapi.OK(w, out)
+}
+
+// withdrawRestatement withdraws a restatement (admin; ?reason= required):
+// the record stays, marked withdrawn, and the figures no longer use it.
+func (a *admin) withdrawRestatement(w http.ResponseWriter, r *http.Request) {
+	id, _ := tenancy.FromContext(r.Context())
+	reason := r.URL.Query().Get("reason")
+	if reason == "" {
+		httpapi.Error(w, http.StatusBadRequest, "reason: say why the restatement is withdrawn (?reason=…)")
+		return
+	}
+	rs, err := a.p.restatements.Withdraw(r.Context(), r.PathValue("agency"), r.PathValue("id"), id.Credential, reason, time.Now())
+	switch {
+	case errors.Is(err, rules.ErrNoRestatement):
+		httpapi.Error(w, http.StatusNotFound, err.Error())
+		return
+	case errors.Is(err, rules.ErrRestatementConflict):
+		httpapi.Error(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a.p.guard.Record(audit.Entry{Who: id.Credential, Action: "sla_restatement_withdrawn", Agency: rs.Agency, Detail: map[string]any{
+		"id": rs.ID, "service": rs.Service, "reason": reason}})
+	httpapi.OK(w, rs)
 }

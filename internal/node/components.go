@@ -46,6 +46,7 @@ type parts struct {
 	push            *collector.Push
 	ruler           *rules.Engine
 	incidents       *builtin.Store
+	restatements    *rules.RestatementStore
 	// closers release what setup opened, newest last; they run only when
 	// setup fails (afterwards the actors close what they own).
 	closers []func()
@@ -416,6 +417,13 @@ func (n *Node) setupTicketing(ctx context.Context, p *parts, as *actors) error {
 		return err
 	}
 	as.add(actor{stage: stageBackground, name: "incident-index", run: p.incidents.Run})
+	if n.has("query") {
+		kv, err := p.bus.KeyValue(ctx, bus.BucketRestatements, 64)
+		if err != nil {
+			return err
+		}
+		p.restatements = rules.NewRestatementStore(kv)
+	}
 	if !n.has("ticketing") {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/dashboards/report"
 	"github.com/samdrift/samdrift/internal/httpapi"
+	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
@@ -21,6 +22,7 @@ type reports struct {
 	engine    promql.QueryEngine
 	queryable storage.Queryable
 	incidents *builtin.Store
+	restated  *rules.RestatementStore
 	guard     *tenancy.Guard
 }
 
@@ -49,7 +51,14 @@ func (rp *reports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	rep, err := report.Build(r.Context(), rp.engine, rp.queryable, cat, agency, month, recs, time.Now())
+	var rs []rules.Restatement
+	if rp.restated != nil {
+		if rs, err = rp.restated.List(r.Context(), agency); err != nil {
+			httpapi.Error(w, http.StatusServiceUnavailable, "restatements: "+err.Error())
+			return
+		}
+	}
+	rep, err := report.Build(r.Context(), rp.engine, rp.queryable, cat, agency, month, recs, rs, time.Now())
 	if err != nil {
 		httpapi.Error(w, http.StatusBadRequest, err.Error())
 		return

@@ -103,7 +103,7 @@ func (n *Node) routes(p *parts) []route {
 		)
 	}
 	if n.has("query") && p.store != nil {
-		rp := &reports{holder: n.holder, engine: p.engine, queryable: p.store.Queryable(), incidents: p.incidents, guard: p.guard}
+		rp := &reports{holder: n.holder, engine: p.engine, queryable: p.store.Queryable(), incidents: p.incidents, restated: p.restatements, guard: p.guard}
 		ad := &admin{n: n, p: p}
 		rs = append(rs,
 			route{"GET /api/v1/reports/sla", caller, rp},
@@ -115,10 +115,13 @@ func (n *Node) routes(p *parts) []route {
 			route{"POST /api/v1/admin/deadletters/{seq}/replay", adminOnly, h(ad.replayDeadLetter)},
 			route{"DELETE /api/v1/admin/deadletters/{seq}", adminOnly, h(ad.discardDeadLetter)},
 			route{"GET /api/v1/admin/reload", provider, h(n.reloaders.statusHandler)},
+			route{"GET /api/v1/admin/sla/restatements", provider, h(ad.listRestatements)},
+			route{"POST /api/v1/admin/sla/restatements", adminOnly, h(ad.restate)},
+			route{"DELETE /api/v1/admin/sla/restatements/{agency}/{id}", adminOnly, h(ad.withdrawRestatement)},
 		)
 		c := console.New(console.Options{
 			Catalogue: n.holder, Guard: p.guard, Sessions: p.sessions, Engine: p.engine, Queryable: p.store.Queryable(),
-			Incidents: p.incidents, Logger: n.logger.With("component", "console"), Version: n.cfg.Version, ReportLinks: true,
+			Incidents: p.incidents, Restatements: p.restatements, Logger: n.logger.With("component", "console"), Version: n.cfg.Version, ReportLinks: true,
 		})
 		for _, cr := range c.Routes() {
 			rs = append(rs, route{cr.Pattern, browser, cr.Handler})
