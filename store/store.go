@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/compression"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/catalogue"
+	"github.com/samdrift/samdrift/tenancy"
 )
 
 // Options configure the store.
@@ -103,6 +107,9 @@ type Store struct {
 type agencyDB struct {
 	id string
 	db *tsdb.DB
+	// retention is the agency's retention the TSDB applies (changed by
+	// a catalogue reload without reopening it).
+	retention time.Duration
 	// q answers queries: the TSDB, or the TSDB fanned out with the remote
 	// engine for older data.
 	q      storage.SampleAndChunkQueryable
@@ -169,7 +176,20 @@ func (s *Store) Apply(c *catalogue.Catalogue) error {
 		}
 	}
 	for id, a := range want {
-		if s.dbs[id] != nil {
+		if adb := s.dbs[id]; adb != nil {
+			if r := time.Duration(a.Retention); r != adb.retention {
+				// The TSDB deletes the blocks past the new retention at its
+				// next reload (within a minute).
+				if err := adb.db.ApplyConfig(&promconfig.Config{StorageConfig: promconfig.StorageConfig{TSDBConfig: &promconfig.TSDBConfig{
+					OutOfOrderTimeWindow: s.opts.OutOfOrderWindow.Milliseconds(),
+					Retention:            &promconfig.TSDBRetentionConfig{Time: model.Duration(r)},
+				}}}); err != nil {
+					errs = append(errs, fmt.Errorf("agency %q: retention: %w", id, err))
+				} else {
+					s.logger.Info("agency retention changed", "agency", id, "from", adb.retention, "to", r)
+					adb.retention = r
+				}
+			}
 			continue
 		}
 		adb, err := s.openDB(a)
@@ -200,7 +220,7 @@ func (s *Store) openDB(a *catalogue.Agency) (*agencyDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store of agency %q: %w", a.ID, err)
 	}
-	adb := &agencyDB{id: a.ID, db: db, q: db, done: make(chan struct{})}
+	adb := &agencyDB{id: a.ID, db: db, q: db, done: make(chan struct{}), retention: time.Duration(a.Retention)}
 	if err := s.attachRemote(adb, dir); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("agency %q: %w", a.ID, err)
@@ -369,4 +389,47 @@ func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
 	return quietHandler{h.Handler.WithGroup(name), h.min}
+}
+
+// ErrNoLocalStore: the agency's series are not kept by this process (engine
+// mode, or an agency it does not store).
+var ErrNoLocalStore = errors.New("this process keeps no store of the agency")
+
+// DeleteSeries deletes the series of one agency that match ms in
+// [mint, maxt] (or, with dryRun, only counts them): the deletion is
+// recorded as tombstones and the data removed from disk at once. Only the
+// agency's own TSDB is touched, whatever the matchers say: another agency
+// cannot be named. It returns the number of series matched.
+func (s *Store) DeleteSeries(ctx context.Context, agency string, ms []*labels.Matcher, mint, maxt int64, dryRun bool) (int, error) {
+	s.mu.RLock()
+	adb := s.dbs[agency]
+	s.mu.RUnlock()
+	if adb == nil || s.opts.Engine != nil {
+		return 0, ErrNoLocalStore
+	}
+	for _, m := range ms {
+		if m.Name == tenancy.Label && !m.Matches(agency) {
+			return 0, fmt.Errorf("the selector names another agency (%s)", m)
+		}
+	}
+	q, err := adb.db.Querier(mint, maxt)
+	if err != nil {
+		return 0, err
+	}
+	ss := q.Select(ctx, false, &storage.SelectHints{Start: mint, End: maxt, Func: "series"}, ms...)
+	n := 0
+	for ss.Next() {
+		n++
+	}
+	err = ss.Err()
+	_ = q.Close()
+	if err != nil || dryRun || n == 0 {
+		return n, err
+	}
+	adb.appendMu.RLock()
+	defer adb.appendMu.RUnlock()
+	if err := adb.db.Delete(ctx, mint, maxt, ms...); err != nil {
+		return n, err
+	}
+	return n, adb.db.CleanTombstones()
 }

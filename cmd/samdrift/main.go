@@ -79,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	registerToken(app, cmds)
 	registerDeadLetter(app, cmds)
 	registerSLA(app, cmds)
+	registerSeries(app, cmds)
 	registerVersion(app, cmds)
 
 	if len(args) == 0 {

@@ -99,3 +99,45 @@ func printRestatements(w io.Writer, rs []rules.Restatement) {
 	}
 	_ = tw.Flush()
 }
+
+// registerSeries adds "samdrift series delete": delete an agency's series
+// (personal data sent by mistake), a dry run unless --yes.
+func registerSeries(app *kingpin.Application, cmds map[string]func(*slog.Logger) int) {
+	series := app.Command("series", "An agency's series.")
+	del := series.Command("delete", "Delete an agency's series matching a selector in a time range (a dry run that counts them, unless --yes).")
+	api := addAPIFlags(del)
+	agency := del.Flag("agency", "Agency id.").Required().String()
+	selector := del.Flag("selector", `Series selector, such as '{__name__="login_total", user=~".+"}'.`).Required().String()
+	from := del.Flag("from", "Start, RFC 3339.").Required().String()
+	to := del.Flag("to", "End, RFC 3339 (default: now).").String()
+	yes := del.Flag("yes", "Delete; without it only count.").Bool()
+	cmds[del.FullCommand()] = func(*slog.Logger) int {
+		f, err := time.Parse(time.RFC3339, *from)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "samdrift series delete: --from is an RFC 3339 time")
+			return 2
+		}
+		t := time.Now()
+		if *to != "" {
+			if t, err = time.Parse(time.RFC3339, *to); err != nil {
+				fmt.Fprintln(os.Stderr, "samdrift series delete: --to is an RFC 3339 time")
+				return 2
+			}
+		}
+		body, _ := json.Marshal(map[string]any{"agency": *agency, "selector": *selector, "start": f, "end": t, "dry_run": !*yes})
+		var out struct {
+			Series  int  `json:"series"`
+			Deleted bool `json:"deleted"`
+		}
+		if err := api.client().JSON(context.Background(), http.MethodPost, "/api/v1/admin/series/delete", bytes.NewReader(body), &out); err != nil {
+			fmt.Fprintln(os.Stderr, "samdrift series delete:", err)
+			return 1
+		}
+		if *yes {
+			fmt.Printf("Deleted %d series of %s matching %s.\n", out.Series, *agency, *selector)
+		} else {
+			fmt.Printf("%d series of %s match %s (dry run: add --yes to delete them).\n", out.Series, *agency, *selector)
+		}
+		return 0
+	}
+}

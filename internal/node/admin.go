@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/samdrift/samdrift/bus"
 	"github.com/samdrift/samdrift/internal/audit"
 	"github.com/samdrift/samdrift/internal/httpapi"
 	"github.com/samdrift/samdrift/internal/metering"
 	"github.com/samdrift/samdrift/internal/onboard"
 	"github.com/samdrift/samdrift/rules"
+	"github.com/samdrift/samdrift/store"
 	"github.com/samdrift/samdrift/tenancy"
 	"github.com/samdrift/samdrift/ticketing/builtin"
 )
@@ -36,6 +38,7 @@ import (
 //	GET    sla/restatements?agency=[&month=]  an agency's SLA restatements
 //	POST   sla/restatements              restate a window: {agency, service, from, to, kind, reason}
 //	DELETE sla/restatements/{agency}/{id}?reason=  withdraw one (kept on record)
+//	POST   series/delete                 delete an agency's series: {agency, selector, start, end, dry_run}
 type admin struct {
 	n *Node
 	p *parts
@@ -316,4 +319,56 @@ func (a *admin) withdrawRestatement(w http.ResponseWriter, r *http.Request) {
 	a.p.guard.Record(audit.Entry{Who: id.Credential, Action: "sla_restatement_withdrawn", Agency: rs.Agency, Detail: map[string]any{
 		"id": rs.ID, "service": rs.Service, "reason": reason}})
 	httpapi.OK(w, rs)
+}
+
+// seriesDeleteRequest is the body of POST /api/v1/admin/series/delete.
+type seriesDeleteRequest struct {
+	Agency   string    `json:"agency"`
+	Selector string    `json:"selector"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	// DryRun (the default) counts the series without deleting them.
+	DryRun *bool `json:"dry_run"`
+}
+
+// deleteSeries deletes an agency's series matching a selector in a time
+// range (admin; a dry run unless dry_run is false), from the agency's own
+// store only, and records the deletion in the audit log.
+func (a *admin) deleteSeries(w http.ResponseWriter, r *http.Request) {
+	var req seriesDeleteRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "body: want JSON {agency, selector, start, end, dry_run}: "+err.Error())
+		return
+	}
+	if a.n.holder.Get().Agency(req.Agency) == nil {
+		httpapi.Error(w, http.StatusBadRequest, "agency: name a catalogue agency")
+		return
+	}
+	ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(req.Selector)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "selector: "+err.Error())
+		return
+	}
+	if req.Start.IsZero() || req.End.IsZero() || req.End.Before(req.Start) {
+		httpapi.Error(w, http.StatusBadRequest, "start and end: RFC 3339 times, start before end")
+		return
+	}
+	dry := req.DryRun == nil || *req.DryRun
+	n, err := a.p.store.DeleteSeries(r.Context(), req.Agency, ms, req.Start.UnixMilli(), req.End.UnixMilli(), dry)
+	switch {
+	case errors.Is(err, store.ErrNoLocalStore):
+		httpapi.Error(w, http.StatusNotImplemented, "series deletion needs the agency's store in this process (in engine mode delete in the engine)")
+		return
+	case err != nil:
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id, _ := tenancy.FromContext(r.Context())
+	if !dry {
+		a.p.guard.Record(audit.Entry{Who: id.Credential, Action: "series_deleted", Agency: req.Agency, Detail: map[string]any{
+			"selector": req.Selector, "start": req.Start, "end": req.End, "series": n}})
+	}
+	httpapi.OK(w, map[string]any{"agency": req.Agency, "selector": req.Selector, "start": req.Start, "end": req.End, "series": n, "deleted": !dry && n > 0, "dry_run": dry})
 }

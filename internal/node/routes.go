@@ -118,6 +118,7 @@ func (n *Node) routes(p *parts) []route {
 			route{"GET /api/v1/admin/sla/restatements", provider, h(ad.listRestatements)},
 			route{"POST /api/v1/admin/sla/restatements", adminOnly, h(ad.restate)},
 			route{"DELETE /api/v1/admin/sla/restatements/{agency}/{id}", adminOnly, h(ad.withdrawRestatement)},
+			route{"POST /api/v1/admin/series/delete", adminOnly, h(ad.deleteSeries)},
 		)
 		c := console.New(console.Options{
 			Catalogue: n.holder, Guard: p.guard, Sessions: p.sessions, Engine: p.engine, Queryable: p.store.Queryable(),
