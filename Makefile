@@ -26,9 +26,9 @@ FUZZTIME  ?= 30s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Unit tests run with the race detector, but for the packages whose tests
-# evaluate rules over a whole month (single-threaded arithmetic: the race
+# evaluate rules or count slots over a whole month (single-threaded arithmetic: the race
 # detector only makes them slow).
-NORACE_PKGS := ./rules ./dashboards
+NORACE_PKGS := ./rules ./dashboards ./internal/demo
 
 .PHONY: help build run test test-unit test-e2e test-faults test-isolation fuzz-short bench bench-compare bench-go thanos test-thanos fuzz golden fmt lint tidy-check clean
 
