@@ -96,14 +96,25 @@ func (s *RestatementStore) Withdraw(ctx context.Context, agency, id, by, reason 
 // List returns an agency's restatements (withdrawn ones too), oldest
 // window first.
 func (s *RestatementStore) List(ctx context.Context, agency string) ([]Restatement, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, agency+".*")
+	all, err := s.list(ctx, agency+".*")
+	return all[agency], err
+}
+
+// ListAll returns every agency's restatements, by agency (one read of the
+// bucket, for pages that show many agencies).
+func (s *RestatementStore) ListAll(ctx context.Context) (map[string][]Restatement, error) {
+	return s.list(ctx, ">")
+}
+
+func (s *RestatementStore) list(ctx context.Context, filter string) (map[string][]Restatement, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, filter)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
+		return map[string][]Restatement{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var out []Restatement
+	out := map[string][]Restatement{}
 	for k := range lister.Keys() {
 		e, err := s.kv.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -120,11 +131,13 @@ func (s *RestatementStore) List(ctx context.Context, agency string) ([]Restateme
 		if !r.Active() {
 			r.Version = 2
 		}
-		if r.Agency == agency {
-			out = append(out, r)
+		if key(r.Agency, r.ID) == k {
+			out[r.Agency] = append(out[r.Agency], r)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].From.Before(out[j].From) })
+	for _, rs := range out {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].From.Before(rs[j].From) })
+	}
 	return out, nil
 }
 

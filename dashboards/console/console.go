@@ -367,6 +367,11 @@ func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogu
 		}
 		incs, _ = c.o.Incidents.List(ctx, f)
 	}
+	// Every agency's restatements, in one read.
+	var allRestated map[string][]rules.Restatement
+	if c.o.Restatements != nil {
+		allRestated, _ = c.o.Restatements.ListAll(ctx)
+	}
 	var out []agencyView
 	for _, a := range cat.Agencies {
 		if (only != nil && a.ID != only.ID) || !id.CanRead(a.ID) {
@@ -393,31 +398,8 @@ func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogu
 		}
 		// This month's restatements in force replace the recorded month
 		// figures by the ones computed from the slots and restatements.
-		restated := map[string]rules.MonthFigure{}
-		if c.o.Restatements != nil {
-			if rs, err := c.o.Restatements.List(ctx, a.ID); err == nil && len(rs) > 0 {
-				month := rules.MonthOf(c.o.Now(), a.Location())
-				start, end, _ := rules.MonthBounds(month, a.Location())
-				var inMonth []rules.Restatement
-				for _, r := range rs {
-					if r.From.Before(end) && r.To.After(start) {
-						inMonth = append(inMonth, r)
-					}
-				}
-				if len(inMonth) > 0 {
-					figs, err := rules.Month(ctx, c.o.Engine, c.o.Queryable, cat, a, month, c.o.Now())
-					if err == nil {
-						figs, applied, err := rules.Restate(ctx, c.o.Engine, c.o.Queryable, cat, a, month, figs, inMonth)
-						if err == nil {
-							av.Restatements = applied
-							for _, f := range figs {
-								restated[f.Service] = f
-							}
-						}
-					}
-				}
-			}
-		}
+		restated, applied := c.restated(ctx, cat, a, allRestated[a.ID])
+		av.Restatements = applied
 		for _, s := range a.Services {
 			k := a.ID + "/" + s.ID
 			sv := serviceView{ID: s.ID, Name: s.Name, Tier: s.Tier, Status: "none", Alert: alerts[k]}
@@ -474,6 +456,39 @@ func (c *Console) views(ctx context.Context, id tenancy.Identity, only *catalogu
 		out = append(out, av)
 	}
 	return out
+}
+
+// restated computes this month's figures of an agency with its
+// restatements in force (none: nothing to compute, the recorded figures
+// stand), and returns the month's restatements.
+func (c *Console) restated(ctx context.Context, cat *catalogue.Catalogue, a *catalogue.Agency, rs []rules.Restatement) (map[string]rules.MonthFigure, []rules.Restatement) {
+	month := rules.MonthOf(c.o.Now(), a.Location())
+	start, end, err := rules.MonthBounds(month, a.Location())
+	if err != nil {
+		return nil, nil
+	}
+	var inMonth []rules.Restatement
+	for _, r := range rs {
+		if r.From.Before(end) && r.To.After(start) {
+			inMonth = append(inMonth, r)
+		}
+	}
+	if len(inMonth) == 0 {
+		return nil, nil
+	}
+	figs, err := rules.Month(ctx, c.o.Engine, c.o.Queryable, cat, a, month, c.o.Now())
+	if err != nil {
+		return nil, nil
+	}
+	figs, applied, err := rules.Restate(ctx, c.o.Engine, c.o.Queryable, cat, a, month, figs, inMonth)
+	if err != nil {
+		return nil, nil
+	}
+	out := map[string]rules.MonthFigure{}
+	for _, f := range figs {
+		out[f.Service] = f
+	}
+	return out, applied
 }
 
 func rank(s string) int {

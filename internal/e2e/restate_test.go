@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +88,13 @@ func TestSLARestatement(t *testing.T) {
 
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
+	// This month too, when it is old enough: a 20-minute outage an hour in.
+	thisStart, thisEnd := lastEnd, now.Add(-15*time.Minute).Truncate(5*time.Minute)
+	thisOutage := [2]time.Time{thisStart.Add(time.Hour), thisStart.Add(time.Hour + 20*time.Minute)}
+	portal := thisEnd.Sub(thisStart) > 3*time.Hour
+	if portal {
+		writeSlotHistory(t, filepath.Join(data, "tsdb", "alpha"), "alpha", loc, thisStart, thisEnd, map[string][][2]time.Time{"web": {thisOutage}})
+	}
 	writeSlotHistory(t, filepath.Join(data, "tsdb", "alpha"), "alpha", loc, lastStart, lastEnd, map[string][][2]time.Time{"web": {outage}, "api": {other}})
 	writeSlotHistory(t, filepath.Join(data, "tsdb", "beta"), "beta", loc, lastStart, lastEnd, map[string][][2]time.Time{"web": {outage}})
 	cfg := filepath.Join(dir, "catalogue.yaml")
@@ -199,6 +209,29 @@ agencies:
 	require.Len(t, alpha2.Restatements, 1, "the withdrawn restatement stays on record")
 	require.False(t, alpha2.Restatements[0].Active())
 	require.Contains(t, cli(t, 0, "sla", "restatements", "--url", base, "--token", adminToken, "--agency", "alpha"), "withdrawn")
+
+	// This month: the agency's portal shows the restatement with its
+	// reason and the month figure computed with it.
+	if portal {
+		cli(t, 0, "sla", "restate", "--url", base, "--token", adminToken, "--agency", "alpha", "--service", "web",
+			"--from", thisOutage[0].Format(time.RFC3339), "--to", thisOutage[1].Format(time.RFC3339), "--kind", "counted_good", "--reason", "supplier outage covered by contract clause 7.2")
+		jar, err := cookiejar.New(nil)
+		require.NoError(t, err)
+		hc := &http.Client{Jar: jar}
+		resp, err := hc.PostForm(base+"/login", url.Values{"token": {alphaToken}})
+		require.NoError(t, err)
+		resp.Body.Close()
+		resp, err = hc.Get(base + "/agency/alpha")
+		require.NoError(t, err)
+		page, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Contains(t, string(page), "Restatements this month")
+		require.Contains(t, string(page), "clause 7.2")
+		require.Regexp(t, `data-service="web">\s*<td>Web[^<]*<span class="muted">\(high\)</span></td>\s*<td class="num ok">100\.000 %</td>`, string(page),
+			"the outage counted good: this month's figure is 100 %")
+	}
 
 	entries := auditActions(t, auditLog)
 	require.True(t, hasAudit(entries, "sla_restated", "alpha", "sla-desk"))
