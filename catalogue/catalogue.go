@@ -44,6 +44,7 @@ type Catalogue struct {
 	byCert   map[string]Identity
 	// grafanaKey verifies derived Grafana credentials (nil: none accepted).
 	grafanaKey []byte
+	provider   *Agency
 	// defaultLimits are defaults.limits over DefaultLimits.
 	defaultLimits Limits
 }
@@ -52,7 +53,24 @@ type Catalogue struct {
 type Provider struct {
 	Name     string `yaml:"name"`
 	Timezone string `yaml:"timezone"`
+	// Rules are the provider's own alerting rule files (relative to the
+	// catalogue), evaluated over every agency's series at once: "probes of
+	// more than five agencies fail" is one event at the provider.
+	Rules []string `yaml:"rules"`
+	// Remedy is the provider's own company and group for the incidents of
+	// its rules.
+	Remedy Remedy `yaml:"remedy"`
 }
+
+// ProviderID is the id under which the provider's own rules raise alerts
+// and incidents; no agency may have it.
+const ProviderID = "provider"
+
+// ProviderAgency is the provider as the incident pipeline sees it when it
+// has rules of its own (nil otherwise): its alerts and incidents go under
+// ProviderID, to its own Remedy company. It is not one of Agencies: it has
+// no credentials, targets, store or SLA.
+func (c *Catalogue) ProviderAgency() *Agency { return c.provider }
 
 // Roles holds the provider's own credentials.
 type Roles struct {

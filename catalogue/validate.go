@@ -67,6 +67,16 @@ func (v *validator) validate(c *Catalogue) {
 		loc = time.UTC
 	}
 	c.location = loc
+	c.provider = nil
+	if len(c.Provider.Rules) > 0 {
+		v.remedy([]any{"provider", "remedy"}, ProviderID, c.Provider.Remedy)
+		rem := c.Provider.Remedy
+		if rem.Company == "" {
+			rem.Company = c.Provider.Name
+		}
+		c.provider = &Agency{ID: ProviderID, Name: c.Provider.Name, Phase: PhaseRun, Timezone: c.Provider.Timezone,
+			Remedy: rem, RuleFiles: c.Provider.Rules, location: loc}
+	}
 
 	addCreds := func(path []any, creds []Credential, id Identity) {
 		for i, cr := range creds {
@@ -221,6 +231,8 @@ func (v *validator) validate(c *Catalogue) {
 		}
 		if !idRe.MatchString(a.ID) {
 			v.errorf(at(p, "id"), "agency id %q must match [a-z0-9-]{1,32}", a.ID)
+		} else if a.ID == ProviderID {
+			v.errorf(at(p, "id"), "agency id %q is the provider's own (its rules' incidents)", a.ID)
 		} else if _, dup := c.byID[a.ID]; dup {
 			v.errorf(at(p, "id"), "duplicate agency id %q", a.ID)
 		} else {

@@ -66,6 +66,9 @@ type Options struct {
 	Meter interface {
 		Add(agency, kind string, n float64)
 	}
+	// AllAgencies reads every agency's series (scoped by the identity in the
+	// context): what the provider's own rules read, as ops.
+	AllAgencies storage.Queryable
 	// Owns, if set, says which agencies this process evaluates (rules
 	// processes share the agencies by consistent hashing); the others'
 	// managers stop. Apply again when the answer may have changed.
@@ -173,6 +176,9 @@ func (e *Engine) Apply(c *catalogue.Catalogue) error {
 			want[a.ID] = a
 		}
 	}
+	if pa := c.ProviderAgency(); pa != nil && (e.opts.Owns == nil || e.opts.Owns(pa.ID)) {
+		want[pa.ID] = pa
+	}
 	for id, ar := range e.agencies {
 		if want[id] == nil {
 			ar.stop()
@@ -253,6 +259,9 @@ func writeIfChanged(path string, b []byte) error {
 }
 
 func (e *Engine) applyAgency(c *catalogue.Catalogue, a *catalogue.Agency) error {
+	if a.ID == catalogue.ProviderID {
+		return e.applyProvider(c, a)
+	}
 	db := e.opts.Stores.DB(a.ID)
 	if db == nil {
 		return fmt.Errorf("no store for agency %q", a.ID)
@@ -436,7 +445,7 @@ func (e *Engine) notifier(ar *agencyRules) rules.NotifyFunc {
 			e.sent.WithLabelValues(a.ID, state).Inc()
 			out = append(out, ba)
 		}
-		if e.opts.Meter != nil {
+		if e.opts.Meter != nil && a.ID != catalogue.ProviderID {
 			e.opts.Meter.Add(a.ID, "alerts", float64(len(out)))
 		}
 		data, err := json.Marshal(out)

@@ -391,7 +391,7 @@ func (h quietHandler) WithGroup(name string) slog.Handler {
 	return quietHandler{h.Handler.WithGroup(name), h.min}
 }
 
-// ErrNoLocalStore: the agency's series are not kept by this process (engine
+// ErrNoLocalStore means the agency's series are not kept by this process (engine
 // mode, or an agency it does not store).
 var ErrNoLocalStore = errors.New("this process keeps no store of the agency")
 

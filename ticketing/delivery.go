@@ -120,7 +120,7 @@ func (e *Engine) EnsureDelivery(ctx context.Context, o DeliveryOptions) error {
 		e.deliveries = append(e.deliveries, o)
 	}
 	e.mu.Unlock()
-	for _, a := range e.opts.Catalogue.Get().Agencies {
+	for _, a := range incidentAgencies(e.opts.Catalogue.Get()) {
 		if _, err := e.opts.Bus.EnsureConsumer(ctx, deliverySpec(o, a.ID)); err != nil {
 			return fmt.Errorf("delivery consumer of %s for %s: %w", o.Name, a.ID, err)
 		}
@@ -544,7 +544,7 @@ func (e *Engine) noticeFailure(ctx context.Context, inc Incident, cause error) {
 func (e *Engine) PruneDeliveries(ctx context.Context, keep []DeliveryOptions) error {
 	want := map[string]bool{}
 	for _, d := range keep {
-		for _, a := range e.opts.Catalogue.Get().Agencies {
+		for _, a := range incidentAgencies(e.opts.Catalogue.Get()) {
 			want[deliverySpec(d, a.ID).Durable] = true
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -172,7 +174,7 @@ func (e *Engine) perAgency(ctx context.Context, what string, f func(ctx context.
 	defer t.Stop()
 	for {
 		want := map[string]bool{}
-		for _, a := range e.opts.Catalogue.Get().Agencies {
+		for _, a := range incidentAgencies(e.opts.Catalogue.Get()) {
 			want[a.ID] = true
 			w, ok := running[a.ID]
 			if ok {
@@ -357,6 +359,7 @@ func (e *Engine) apply(ctx context.Context, t Target, f func(*Incident, time.Tim
 			} else {
 				next.Version = 1
 				opened = true
+				e.link(ctx, next)
 			}
 		}
 		b, err := json.Marshal(next)
@@ -389,6 +392,51 @@ func (e *Engine) apply(ctx context.Context, t Target, f func(*Incident, time.Tim
 			return e.enqueue(ctx, t.StoredKey, next, newRev)
 		}
 		return nil
+	}
+}
+
+// LinkWindow is how far apart a provider incident and an agency's
+// incident may open for the one to explain the other.
+const LinkWindow = 15 * time.Minute
+
+// link relates a new incident to the provider's: a provider incident
+// explains the agencies' incidents open and opened within LinkWindow of
+// it; an agency's incident opened while a provider incident (opened
+// within LinkWindow) is open is explained by it. Storms of agency
+// incidents thus group under their provider-wide cause.
+func (e *Engine) link(ctx context.Context, inc *Incident) {
+	if e.opts.Catalogue.Get().ProviderAgency() == nil {
+		return
+	}
+	filter := catalogue.ProviderID + ".>"
+	if inc.Agency == catalogue.ProviderID {
+		filter = ">"
+	}
+	lister, err := e.state.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return
+	}
+	var explains []string
+	for k := range lister.Keys() {
+		other, _, err := e.load(ctx, k)
+		if err != nil || other == nil || other.State == StateResolved || other.ID == inc.ID {
+			continue
+		}
+		if inc.OpenedAt.Sub(other.OpenedAt).Abs() > LinkWindow {
+			continue
+		}
+		switch {
+		case inc.Agency == catalogue.ProviderID && other.Agency != catalogue.ProviderID:
+			if len(explains) < 500 {
+				explains = append(explains, other.ID)
+			}
+		case inc.Agency != catalogue.ProviderID && other.Agency == catalogue.ProviderID && inc.ExplainedBy == "":
+			inc.ExplainedBy = other.ID
+		}
+	}
+	if len(explains) > 0 {
+		sort.Strings(explains)
+		inc.Explains = explains
 	}
 }
 
@@ -494,10 +542,22 @@ func PolicyFor(cat *catalogue.Catalogue, agency string) Policy {
 	return p
 }
 
+// incidentAgencies are those whose alerts become incidents: the
+// catalogue's agencies, and the provider when it has rules of its own.
+func incidentAgencies(cat *catalogue.Catalogue) []*catalogue.Agency {
+	if pa := cat.ProviderAgency(); pa != nil {
+		return append(slices.Clip(cat.Agencies), pa)
+	}
+	return cat.Agencies
+}
+
 // TargetFor decides where an alert's incident belongs, from the catalogue.
 // A non-empty reason means no incident: the reason is counted.
 func TargetFor(cat *catalogue.Catalogue, agency string, a bus.Alert) (Target, string) {
 	ag := cat.Agency(agency)
+	if agency == catalogue.ProviderID {
+		ag = cat.ProviderAgency()
+	}
 	switch {
 	case ag == nil:
 		return Target{}, "unknown_agency"

@@ -50,6 +50,13 @@ type Incident struct {
 	// Transitions are recent open/resolve transitions, for flap detection.
 	Transitions []time.Time `json:"transitions,omitempty"`
 
+	// Explains, on an incident of the provider's own rules, are the
+	// agencies' incidents opened around it (the provider-wide cause of
+	// theirs); ExplainedBy, on an agency's incident, is the provider
+	// incident open when it opened.
+	Explains    []string `json:"explains,omitempty"`
+	ExplainedBy string   `json:"explained_by,omitempty"`
+
 	Severity string `json:"severity"`
 	Tier     string `json:"tier"`
 	Impact   int    `json:"impact"`  // 1 (extensive) … 4 (minor)

@@ -154,6 +154,8 @@ type Incident struct {
 	WorkLog      []struct{ Text string } `json:"work_log"`
 	Notes        []struct{ Text string } `json:"notes"`
 	OpenedAt     time.Time               `json:"opened_at"`
+	Explains     []string                `json:"explains"`
+	ExplainedBy  string                  `json:"explained_by"`
 }
 
 // Incidents lists the incidents visible to the client's token matching

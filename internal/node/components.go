@@ -372,6 +372,7 @@ func (n *Node) setupRules(ctx context.Context, p *parts, as *actors) error {
 		Stores: p.store, Bus: p.bus, Engine: p.engine, Dir: filepath.Join(n.cfg.DataDir, "rules"), Meter: p.meter,
 		ExternalURL: p.externalURL, Logger: n.logger.With("component", "rules"), Registerer: n.reg, Tracer: p.tracer,
 	}
+	ro.AllAgencies = p.store.Queryable() // the provider's own rules read every agency, as ops
 	if n.split() || n.cfg.Engine != nil {
 		// Outputs go on the bus: to the other processes' replicas, or to
 		// the engine through the routers' export.
