@@ -8,7 +8,8 @@ import (
 )
 
 // Companies returns every Remedy company a catalogue names: the agencies'
-// (and their services' overrides) and the onboarding queue's.
+// (and their services' overrides), the onboarding queue's and, with
+// provider-wide rules, the provider's own.
 func Companies(c *catalogue.Catalogue) []string {
 	set := map[string]bool{}
 	add := func(s string) {
@@ -17,6 +18,9 @@ func Companies(c *catalogue.Catalogue) []string {
 		}
 	}
 	add(c.Ticketing.Onboarding.Company)
+	if pa := c.ProviderAgency(); pa != nil {
+		add(pa.Remedy.Company)
+	}
 	for _, a := range c.Agencies {
 		add(a.Remedy.Company)
 		if a.Remedy.Company == "" {
