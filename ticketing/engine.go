@@ -384,8 +384,8 @@ func (e *Engine) apply(ctx context.Context, t Target, f func(*Incident, time.Tim
 		}
 		if opened {
 			e.metrics.opened.WithLabelValues(next.Agency, next.Queue).Inc()
-			if e.opts.Meter != nil {
-				e.opts.Meter.Add(next.Agency, "incidents", 1)
+			if e.opts.Meter != nil && next.Agency != catalogue.ProviderID {
+				e.opts.Meter.Add(next.Agency, "incidents", 1) // the provider's own are not an agency's usage
 			}
 		}
 		if next.Enqueued < next.Version {
