@@ -140,6 +140,27 @@ func TestPanelsReturnData(t *testing.T) {
 					require.NoError(t, err)
 				}
 			}
+			// A latency objective's histogram: 100 requests a minute, 99
+			// within 250 ms (classic buckets, as the demo's services expose).
+			for _, svc := range a.Services {
+				if svc.SLA == nil || svc.SLA.Latency == nil {
+					continue
+				}
+				n := float64(ts.Sub(start)/time.Minute + 1)
+				h := svc.SLA.Latency.Histogram
+				for _, s := range []struct {
+					ls labels.Labels
+					v  float64
+				}{
+					{labels.FromStrings("__name__", h+"_bucket", "agency", a.ID, "service", svc.ID, "le", "0.1"), 50 * n},
+					{labels.FromStrings("__name__", h+"_bucket", "agency", a.ID, "service", svc.ID, "le", "0.25"), 99 * n},
+					{labels.FromStrings("__name__", h+"_bucket", "agency", a.ID, "service", svc.ID, "le", "+Inf"), 100 * n},
+					{labels.FromStrings("__name__", h+"_count", "agency", a.ID, "service", svc.ID), 100 * n},
+				} {
+					_, err := app.Append(0, s.ls, ts.UnixMilli(), s.v)
+					require.NoError(t, err)
+				}
+			}
 			for _, smp := range builtin.IncidentSeries(recs, a.ID, ts) {
 				_, err := app.Append(0, smp.Labels, ts.UnixMilli(), smp.Value)
 				require.NoError(t, err)

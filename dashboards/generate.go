@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
@@ -189,6 +190,22 @@ func Agency(c *catalogue.Catalogue, a *catalogue.Agency) Dashboard {
 				WithTarget(query("sla:availability:mtd"+sel).RefId("A").LegendFormat("month to date").Interval("1h")).
 				WithTarget(query("sla:objective"+sel).RefId("B").LegendFormat("objective").Interval("1h")).
 				Unit("percentunit").Decimals(3), 12, 6)
+		}
+		if svc.SLA != nil && svc.SLA.Latency != nil {
+			lo := svc.SLA.Latency
+			l.newRow()
+			l.stat(stat.NewPanelBuilder().Title(fmt.Sprintf("%s — requests within %g ms this month (objective %g %%)", svc.Name, lo.Threshold*1000, lo.Objective)).
+				WithTarget(query("sla:latency:mtd"+sel).RefId("A").Instant()).
+				Unit("percentunit").Decimals(2).Thresholds(thresholds("red", lo.Objective/100, "green")).
+				ColorMode(common.BigValueColorModeBackground).GraphMode(common.BigValueGraphModeNone), 6, 6)
+			// Quantiles of the service's histogram: a native one, or else
+			// its classic buckets.
+			ts := timeseries.NewPanelBuilder().Title(svc.Name + " — request latency (from its histogram)").Unit("s")
+			for i, q := range []string{"0.5", "0.9", "0.99"} {
+				ts.WithTarget(query(fmt.Sprintf("histogram_quantile(%s, sum(rate(%s%s[5m]))) or histogram_quantile(%s, sum by (le) (rate(%s_bucket%s[5m])))",
+					q, lo.Histogram, sel, q, lo.Histogram, sel)).RefId(string(rune('A' + i))).LegendFormat("p" + strings.TrimPrefix(q, "0.")))
+			}
+			l.timeseries(ts, 18, 6)
 		}
 		latency := "probe_duration_seconds" + sel
 		if len(svc.Probes) == 0 {
