@@ -122,3 +122,43 @@ agencies:
 	require.Len(t, query(t, addr, betaToken, `login_total`), 2, "beta's series of the same name stay")
 	require.True(t, hasAudit(auditActions(t, auditLog), "series_deleted", "alpha", "privacy-desk"))
 }
+
+// TestSeriesDeletionEveryReplica: with two query processes (each a store
+// replica), a deletion made through one is applied by the other too.
+func TestSeriesDeletionEveryReplica(t *testing.T) {
+	t.Parallel()
+	_, natsURL := externalNATS(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "catalogue.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`provider: {name: Test provider, timezone: Europe/Stockholm}
+roles:
+  ops:
+    credentials: [{name: noc, token_sha256: %s}]
+  admin:
+    credentials: [{name: privacy-desk, token_sha256: %s}]
+agencies:
+  - id: alpha
+    name: Alpha
+    phase: run
+    credentials: [{name: alpha-cred, token_sha256: %s}]
+`, catalogue.HashToken(opsToken), catalogue.HashToken(adminToken), catalogue.HashToken(alphaToken)))
+	nf := []string{"--nats.url", natsURL}
+	col := component(t, "collector", "c1", cfg, nf)
+	component(t, "router", "r1", cfg, nf)
+	q1 := component(t, "query", "q1", cfg, nf)
+	q2 := component(t, "query", "q2", cfg, nf)
+	now := time.Now()
+	require.Equal(t, 204, pushRW(t, col.Addr, alphaToken, ts(now, 1, "__name__", "login_total", "user", "anna"), ts(now, 1, "__name__", "keep_me")).code)
+	for _, q := range []*proc{q1, q2} {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			assert.Len(c, query(c, q.Addr, alphaToken, `{__name__=~"login_total|keep_me"}`), 2)
+		}, 30*time.Second, 200*time.Millisecond)
+	}
+	cli(t, 0, "series", "delete", "--url", "http://"+q1.Addr, "--token", adminToken, "--agency", "alpha",
+		"--selector", `{__name__="login_total"}`, "--from", now.Add(-time.Hour).Format(time.RFC3339), "--yes")
+	require.Empty(t, query(t, q1.Addr, alphaToken, `login_total`))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Empty(c, query(c, q2.Addr, alphaToken, `login_total`), "the other replica deletes its copy")
+	}, 30*time.Second, 200*time.Millisecond)
+	require.Len(t, query(t, q2.Addr, alphaToken, `keep_me`), 1)
+}

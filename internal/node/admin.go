@@ -367,6 +367,12 @@ func (a *admin) deleteSeries(w http.ResponseWriter, r *http.Request) {
 	}
 	id, _ := tenancy.FromContext(r.Context())
 	if !dry {
+		// Every other store replica deletes its copy too (and this one
+		// again, for batches still on their way).
+		if err := recordDeletion(r.Context(), a.p.bus, seriesDeletion{Agency: req.Agency, Selector: req.Selector, Start: req.Start, End: req.End, At: time.Now().UTC()}); err != nil {
+			httpapi.Error(w, http.StatusServiceUnavailable, "deleted here, but not recorded for the other replicas: "+err.Error())
+			return
+		}
 		a.p.guard.Record(audit.Entry{Who: id.Credential, Action: "series_deleted", Agency: req.Agency, Detail: map[string]any{
 			"selector": req.Selector, "start": req.Start, "end": req.End, "series": n}})
 	}

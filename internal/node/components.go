@@ -230,6 +230,11 @@ func (n *Node) setupStore(ctx context.Context, p *parts, as *actors) error {
 	as.add(actor{stage: stageBackground, name: "offboarding-drops", run: func(ctx context.Context) error {
 		return n.followDrops(ctx, p.bus, st)
 	}})
+	if n.cfg.Engine == nil {
+		as.add(actor{stage: stageBackground, name: "series-deletions", run: func(ctx context.Context) error {
+			return n.followDeletions(ctx, p.bus, st)
+		}})
+	}
 	p.meter.Gauge(metering.Series, func() map[string]float64 { s, _ := st.Usage(); return s })
 	p.meter.Gauge(metering.StoredBytes, func() map[string]float64 { _, b := st.Usage(); return b })
 	return nil
