@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/samdrift/samdrift/deploy"
 	"github.com/samdrift/samdrift/internal/demo"
 	"github.com/samdrift/samdrift/internal/node"
+	"github.com/samdrift/samdrift/ticketing/builtin"
 	"github.com/samdrift/samdrift/ticketing/remedy/remedysim"
 )
 
@@ -88,6 +90,19 @@ func registerDemo(app *kingpin.Application, cmds map[string]func(*slog.Logger) i
 		if st.Agencies > 0 {
 			fmt.Printf("backfilled the demo's history since %s for %d agencies (%d series, %d samples) in %s\n",
 				demo.NewHistory(cat, t0).From.Format("2006-01-02"), st.Agencies, st.Series, st.Samples, time.Since(t0).Round(10*time.Millisecond))
+		}
+		// A few past incidents of the history's outages, with their tickets.
+		hist := demo.NewHistory(cat, t0)
+		cfg.SeedIncidents = func(ctx context.Context, incidents *builtin.Store) error {
+			for _, inc := range demo.PastIncidents(cat, hist, 3) {
+				if _, err := incidents.Deliver(ctx, inc); err != nil {
+					return err
+				}
+				if err := incidents.SetTicket(ctx, inc.Agency, inc.ID, fmt.Sprintf("INC%012d", crc32.ChecksumIEEE([]byte(inc.ID)))); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		sim := demo.New(cat, nil)
 		cfg.Mount = map[string]http.Handler{demo.PathPrefix: sim}

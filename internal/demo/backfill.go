@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -20,6 +21,7 @@ import (
 	"github.com/samdrift/samdrift/catalogue"
 	"github.com/samdrift/samdrift/rules"
 	"github.com/samdrift/samdrift/tenancy"
+	"github.com/samdrift/samdrift/ticketing"
 )
 
 // History is the demo's past: for every service with an SLA, the outages
@@ -290,3 +292,61 @@ func Backfill(ctx context.Context, c *catalogue.Catalogue, h *History, dir strin
 
 // checkFinite guards against a budget computed over an empty scope.
 func checkFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// PastIncidents are the incidents of the history's most recent outages of
+// the services on the outage schedule (the last few of each within 30
+// days), resolved, with their ticket numbers, as the incident pipeline
+// would have recorded them. Their ids come from the outage, so seeding
+// them again changes nothing.
+func PastIncidents(c *catalogue.Catalogue, h *History, perService int) []*ticketing.Incident {
+	var out []*ticketing.Incident
+	keys := make([]string, 0, len(Outages))
+	for k := range Outages {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		agency, service, _ := strings.Cut(key, "/")
+		a := c.Agency(agency)
+		if a == nil || a.Service(service) == nil {
+			continue
+		}
+		svc := a.Service(service)
+		ws := h.down[key]
+		n := 0
+		for i := len(ws) - 1; i >= 0 && n < perService; i-- {
+			w := ws[i]
+			if h.To.Sub(w.start) > 30*24*time.Hour || !w.end.Before(h.To) {
+				continue
+			}
+			n++
+			f := fnv.New32a()
+			_, _ = f.Write([]byte(key + w.start.Format(time.RFC3339)))
+			id := fmt.Sprintf("SD-%s-%08X", w.start.UTC().Format("20060102"), f.Sum32())
+			impact, urgency := ticketing.ImpactOf(svc.Tier), ticketing.UrgencyOf("critical")
+			company, queue := a.Remedy.Company, ticketing.QueueAgency
+			if company == "" {
+				company = a.Name
+			}
+			if a.Phase == catalogue.PhaseBuild {
+				company, queue = c.Ticketing.Onboarding.Company, ticketing.QueueOnboarding
+			}
+			out = append(out, &ticketing.Incident{
+				ID: id, Key: agency + "/" + service + "/ServiceDown", Agency: agency, Service: service, AlertName: "ServiceDown",
+				Queue: queue, Company: company, SupportCompany: a.Remedy.SupportCompany,
+				SupportOrganization: a.Remedy.SupportOrganization, SupportGroup: a.Remedy.AssignedGroup,
+				LastEvent: ticketing.EventResolved, State: ticketing.StateResolved,
+				OpenedAt: w.start, LastSeen: w.end, ResolvedAt: w.end,
+				Severity: "critical", Tier: svc.Tier, Impact: impact, Urgency: urgency, Priority: ticketing.Priority(impact, urgency),
+				Summary: fmt.Sprintf("%s (%s) is down", svc.Name, a.Name),
+				Labels:  map[string]string{"alertname": "ServiceDown", "agency": agency, "service": service, "severity": "critical"},
+				Count:   1, Version: 1,
+				WorkLog: []ticketing.WorkLogEntry{
+					{At: w.start, Text: "Opened: ServiceDown fired (demo history)."},
+					{At: w.end, Text: fmt.Sprintf("Resolved after %s.", w.end.Sub(w.start).Round(time.Minute))},
+				},
+			})
+		}
+	}
+	return out
+}

@@ -227,6 +227,15 @@ func TestDemoAliveAtOnce(t *testing.T) {
 	out := cli(t, 0, "report", "sla", "--url", base, "--token", "admin-demo-token", "--agency", "bo", "--month", month, "--out", repDir, "--pdf", "never")
 	require.Contains(t, out, month)
 
+	// Past incidents of the history, resolved, with their tickets.
+	_, past := incidents(t, addr, "bo-demo-token", "state=resolved")
+	require.NotEmpty(t, past, "bo's past incidents")
+	for _, inc := range past {
+		require.Equal(t, "bo", inc.Agency)
+		require.Regexp(t, `^INC\d{12}$`, inc.Ticket)
+		require.True(t, inc.OpenedAt.Before(began), "from the history")
+	}
+
 	// digg's API has a latency objective: last month's figure in the
 	// report (JSON and HTML), this month's in its portal.
 	r, err := client(addr, "digg-demo-token").Get("/api/v1/reports/sla?month=" + month)

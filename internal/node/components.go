@@ -423,6 +423,11 @@ func (n *Node) setupTicketing(ctx context.Context, p *parts, as *actors) error {
 		return err
 	}
 	as.add(actor{stage: stageBackground, name: "incident-index", run: p.incidents.Run})
+	if n.cfg.SeedIncidents != nil {
+		if err := n.cfg.SeedIncidents(ctx, p.incidents); err != nil {
+			n.logger.Warn("seeding incidents", "err", err)
+		}
+	}
 	if n.has("query") {
 		kv, err := p.bus.KeyValue(ctx, bus.BucketRestatements, 64)
 		if err != nil {

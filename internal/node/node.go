@@ -79,6 +79,9 @@ type Config struct {
 	MetricsAnonymous bool
 	Version          string
 	Logger           *slog.Logger
+	// SeedIncidents, if set, is called once the built-in incident store is
+	// open (the demo's past incidents).
+	SeedIncidents func(ctx context.Context, incidents *builtin.Store) error
 	// Mount adds handlers to the HTTP mux (the demo's simulated services).
 	Mount map[string]http.Handler
 	// MaxConnections bounds the HTTP listener's open connections (default
