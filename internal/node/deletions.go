@@ -57,67 +57,32 @@ func recordDeletion(ctx context.Context, b *bus.Bus, d seriesDeletion) error {
 func (n *Node) followDeletions(ctx context.Context, b *bus.Bus, st *store.Store) error {
 	known := map[string]seriesDeletion{}
 	p := parser.NewParser(parser.Options{})
-	apply := func() {
+	apply := func(key string, d seriesDeletion) {
+		if time.Since(d.At) > deletionRedo {
+			delete(known, key)
+			return
+		}
+		ms, err := p.ParseMetricSelector(d.Selector)
+		if err != nil {
+			delete(known, key)
+			return
+		}
+		if k, err := st.DeleteSeries(ctx, d.Agency, ms, d.Start.UnixMilli(), d.End.UnixMilli(), false); err != nil && !errors.Is(err, store.ErrNoLocalStore) {
+			n.logger.Warn("apply a recorded series deletion", "agency", d.Agency, "selector", d.Selector, "err", err)
+		} else if k > 0 {
+			n.logger.Info("deleted an agency's series (recorded deletion)", "agency", d.Agency, "selector", d.Selector, "series", k)
+		}
+	}
+	applyAll := func() {
 		for key, d := range known {
-			if time.Since(d.At) > deletionRedo {
-				delete(known, key)
-				continue
-			}
-			ms, err := p.ParseMetricSelector(d.Selector)
-			if err != nil {
-				delete(known, key)
-				continue
-			}
-			if k, err := st.DeleteSeries(ctx, d.Agency, ms, d.Start.UnixMilli(), d.End.UnixMilli(), false); err != nil && !errors.Is(err, store.ErrNoLocalStore) {
-				n.logger.Warn("apply a recorded series deletion", "agency", d.Agency, "selector", d.Selector, "err", err)
-			} else if k > 0 {
-				n.logger.Info("deleted an agency's series (recorded deletion)", "agency", d.Agency, "selector", d.Selector, "series", k)
-			}
+			apply(key, d)
 		}
 	}
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		err := func() error {
-			kv, err := b.KeyValue(ctx, deletionsBucket, 1)
-			if err != nil {
-				return err
-			}
-			w, err := kv.WatchAll(ctx)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = w.Stop() }()
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case e, ok := <-w.Updates():
-					if !ok {
-						return errors.New("series deletions watcher closed")
-					}
-					if e == nil {
-						apply() // the history is read: apply what is still young
-						continue
-					}
-					var d seriesDeletion
-					if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &d) == nil {
-						known[e.Key()] = d
-						apply()
-					}
-				case <-t.C:
-					apply()
-				}
-			}
-		}()
-		if ctx.Err() != nil {
-			return nil
+	return n.followBucket(ctx, b, deletionsBucket, 10*time.Minute, func(e jetstream.KeyValueEntry) {
+		var d seriesDeletion
+		if e != nil && e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &d) == nil {
+			known[e.Key()] = d
+			apply(e.Key(), d) // each new deletion once; the whole set on every tick
 		}
-		n.logger.Warn("series deletions watch interrupted; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(2 * time.Second):
-		}
-	}
+	}, applyAll)
 }

@@ -45,19 +45,43 @@ func recordDrop(ctx context.Context, b *bus.Bus, agency string) error {
 	return err
 }
 
-// followDrops deletes this replica's copy of an agency's data when a
-// deletion is recorded, once this process's catalogue also has the
-// agency's intake stopped. A marker file remembers the deletions done.
-func (n *Node) followDrops(ctx context.Context, b *bus.Bus, st *store.Store) error {
-	pending := map[string]uint64{}
+// followBucket follows a KV bucket until ctx ends: onEntry for each value
+// (its history first, then each change; nil once the history is read) and
+// onTick every tick. A NATS outage closes the watcher; the store keeps
+// running and the watch resumes when the bus is back.
+func (n *Node) followBucket(ctx context.Context, b *bus.Bus, bucket string, tick time.Duration, onEntry func(jetstream.KeyValueEntry), onTick func()) error {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	watch := func() error {
+		kv, err := b.KeyValue(ctx, bucket, 1)
+		if err != nil {
+			return err
+		}
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case e, ok := <-w.Updates():
+				if !ok {
+					return errors.New("watcher closed")
+				}
+				onEntry(e)
+			case <-t.C:
+				onTick()
+			}
+		}
+	}
 	for {
-		err := n.watchDrops(ctx, b, st, pending)
+		err := watch()
 		if ctx.Err() != nil {
 			return nil
 		}
-		// A NATS outage closes the watcher; the store keeps running and
-		// the watch resumes when the bus is back.
-		n.logger.Warn("agency drops watch interrupted; retrying", "err", err)
+		n.logger.Warn("bucket watch interrupted; retrying", "bucket", bucket, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -66,16 +90,11 @@ func (n *Node) followDrops(ctx context.Context, b *bus.Bus, st *store.Store) err
 	}
 }
 
-func (n *Node) watchDrops(ctx context.Context, b *bus.Bus, st *store.Store, pending map[string]uint64) error {
-	kv, err := b.KeyValue(ctx, dropsBucket, 1)
-	if err != nil {
-		return err
-	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = w.Stop() }()
+// followDrops deletes this replica's copy of an agency's data when a
+// deletion is recorded, once this process's catalogue also has the
+// agency's intake stopped. A marker file remembers the deletions done.
+func (n *Node) followDrops(ctx context.Context, b *bus.Bus, st *store.Store) error {
+	pending := map[string]uint64{}
 	marker := func(agency string) string {
 		return filepath.Join(n.cfg.DataDir, "tsdb", ".dropped-"+agency)
 	}
@@ -97,24 +116,14 @@ func (n *Node) watchDrops(ctx context.Context, b *bus.Bus, st *store.Store, pend
 			delete(pending, agency)
 		}
 	}
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("agency drops watcher closed")
-			}
-			if e != nil && e.Operation() == jetstream.KeyValuePut {
-				pending[e.Key()] = e.Revision()
-				try()
-			}
-		case <-t.C:
-			if len(pending) > 0 {
-				try()
-			}
+	return n.followBucket(ctx, b, dropsBucket, 2*time.Second, func(e jetstream.KeyValueEntry) {
+		if e != nil && e.Operation() == jetstream.KeyValuePut {
+			pending[e.Key()] = e.Revision()
+			try()
 		}
-	}
+	}, func() {
+		if len(pending) > 0 {
+			try()
+		}
+	})
 }
