@@ -315,9 +315,25 @@ func (l *listSeriesSet) At() storage.Series                { return l.series[l.i
 func (l *listSeriesSet) Err() error                        { return nil }
 func (l *listSeriesSet) Warnings() annotations.Annotations { return l.annos }
 
+// engineUsageTTL is how long a count of the engine's series is reused:
+// counting every series of every tenant is a heavy query, and metering
+// reads usage every 30 s.
+const engineUsageTTL = 5 * time.Minute
+
 // engineUsage counts each agency's series in the engine (a series seen in
-// the last five minutes), for metering; bytes are the engine's to report.
+// the last five minutes), for metering, at most every engineUsageTTL;
+// bytes are the engine's to report.
 func (s *Store) engineUsage() map[string]float64 {
+	s.usageMu.Lock()
+	defer s.usageMu.Unlock()
+	if s.usage != nil && time.Since(s.usageAt) < engineUsageTTL {
+		return s.usage
+	}
+	s.usage, s.usageAt = s.countEngineSeries(), time.Now()
+	return s.usage
+}
+
+func (s *Store) countEngineSeries() map[string]float64 {
 	s.mu.RLock()
 	qs := make(map[string]engineQueryable, len(s.engine))
 	for id, e := range s.engine {

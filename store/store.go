@@ -100,6 +100,10 @@ type Store struct {
 	dbs map[string]*agencyDB
 	// engine holds, in engine mode, the catalogue's agencies' queryables.
 	engine map[string]engineQueryable
+	// usage is the last count of the engine's series per agency (engineUsage).
+	usageMu sync.Mutex
+	usage   map[string]float64
+	usageAt time.Time
 
 	through throughSet
 }
